@@ -1,0 +1,94 @@
+"""The stock nnU-Net command line, step by step, for the demo and the benchmark harness.
+
+Every step runs the real console command in a subprocess (exactly what a user types), with the nnU-Net paths
+of one experiment folder and CPU-friendly defaults, and logs its output to a file. A failing step raises
+:class:`NNWError` with the command, the log file and its last lines.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from nnunet_weak.training.budget import TIMING_FILE
+from nnunet_weak.utilities.errors import NNWError
+
+
+def nnunet_environment(root: str, base: Optional[Dict[str, str]] = None, **extra: str) -> Dict[str, str]:
+    """Environment with nnUNet_raw / _preprocessed / _results under ``root`` and CPU-friendly worker counts.
+
+    Worker counts the user already set are kept. ``extra`` adds variables (e.g. NNW_NUM_EPOCHS="5").
+    """
+    env = dict(os.environ if base is None else base)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        env[name] = os.path.join(root, name)
+        os.makedirs(env[name], exist_ok=True)
+    env.setdefault("nnUNet_n_proc_DA", "1")  # 2 cores: one augmentation worker, one trainer
+    env.setdefault("nnUNet_def_n_proc", "1")
+    env.setdefault("nnUNet_compile", "f")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _console(name: str) -> str:
+    """Path of a console script of this environment (works without activating the venv)."""
+    local = os.path.join(os.path.dirname(sys.executable), name)
+    return local if os.path.exists(local) else (shutil.which(name) or name)
+
+
+def run_command(args: Sequence[str], env: Dict[str, str], log_file: str) -> float:
+    """Run ``args`` (first element: a console script name), append its output to ``log_file``; wall seconds."""
+    args = [_console(args[0]), *map(str, args[1:])]
+    os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+    start = time.perf_counter()
+    with open(log_file, "a") as log:
+        log.write(f"\n$ {' '.join(args)}\n")
+        log.flush()
+        code = subprocess.call(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    if code != 0:
+        with open(log_file) as log:
+            tail = "".join(log.readlines()[-15:])
+        raise NNWError(f"`{' '.join(args)}` failed (exit {code}); full log: {log_file}\n{tail}")
+    return seconds
+
+
+def model_folder(env: Dict[str, str], dataset_name: str, trainer: str, configuration: str,
+                 plans: str = "nnUNetPlans") -> str:
+    return os.path.join(env["nnUNet_results"], dataset_name, f"{trainer}__{plans}__{configuration}")
+
+
+def train_seconds_per_iteration(fold_folder: str, skip_first: bool = True) -> Optional[float]:
+    """Mean seconds per training iteration from the trainer's timing file (first epoch = warm-up, skipped
+    when there are more)."""
+    path = os.path.join(fold_folder, TIMING_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    epochs = record["epochs"][1:] if skip_first and len(record["epochs"]) > 1 else record["epochs"]
+    return sum(epochs) / (len(epochs) * record["iterations_per_epoch"]) if epochs else None
+
+
+def plan_and_preprocess(dataset_id: int, configurations: List[str], env: Dict[str, str], log_file: str) -> float:
+    # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
+    env = {**env, "nnUNet_n_proc_DA": str(max(1, int(env.get("nnUNet_n_proc_DA", "1"))))}
+    seconds = run_command(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", *configurations,
+                           "-np", "1", "-npfp", "1"], env, log_file)
+    return seconds + run_command(["nnunet_weak_add_lite", "-d", dataset_id], env, log_file)
+
+
+def train(dataset_id: int, configuration: str, fold, trainer: str, env: Dict[str, str], log_file: str,
+          extra_args: Sequence[str] = ()) -> float:
+    return run_command(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-device", "cpu",
+                        *extra_args], env, log_file)
+
+
+def predict(input_folder: str, output_folder: str, dataset_id: int, configuration: str, fold, trainer: str,
+            env: Dict[str, str], log_file: str, extra_args: Sequence[str] = ()) -> float:
+    return run_command(["nnUNetv2_predict", "-i", input_folder, "-o", output_folder, "-d", dataset_id,
+                        "-c", configuration, "-f", fold, "-tr", trainer, "-device", "cpu", "-npp", "1",
+                        "-nps", "1", *extra_args], env, log_file)

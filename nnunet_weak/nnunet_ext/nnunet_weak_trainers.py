@@ -1,0 +1,4 @@
+# Shim read by nnU-Net's trainer lookup. Absolute imports only: this folder is imported as a top-level path.
+from nnunet_weak.training.budget import nnUNetTrainerBudget  # noqa: F401
+from nnunet_weak.training.pce import nnUNetTrainerPCE  # noqa: F401
+from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase  # noqa: F401

@@ -1,0 +1,68 @@
+"""Training length without code edits, and the stock trainer that honours it.
+
+``nnUNetTrainerBudget`` is nnU-Net's own ``nnUNetTrainer`` with the epoch and iteration counts read from
+``NNW_NUM_EPOCHS``, ``NNW_ITERS_PER_EPOCH`` and ``NNW_VAL_ITERS_PER_EPOCH``, and the wall time of each epoch's
+training phase written to ``fold_X/nnunet_weak_timing.json`` (for the benchmarks' seconds per iteration).
+Nothing else differs: on a dataset with an ``ignore`` label it is the "nnU-Net+pL" baseline (masked Dice + CE
+with deep supervision). Every nnunet_weak trainer derives from it, so the same variables shorten all of them.
+"""
+import json
+import os
+import time
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_weak.utilities.env import env_int
+
+LENGTH_VARIABLES = {
+    "NNW_NUM_EPOCHS": ("num_epochs", 1),
+    "NNW_ITERS_PER_EPOCH": ("num_iterations_per_epoch", 1),
+    "NNW_VAL_ITERS_PER_EPOCH": ("num_val_iterations_per_epoch", 1),
+}
+TIMING_FILE = "nnunet_weak_timing.json"
+
+
+def apply_training_length(trainer) -> dict:
+    """Override the trainer's schedule knobs from the environment; returns what was changed."""
+    changed = {}
+    for variable, (attribute, minimum) in LENGTH_VARIABLES.items():
+        value = env_int(variable, minimum)
+        if value is not None:
+            setattr(trainer, attribute, value)
+            changed[attribute] = value
+    return changed
+
+
+class nnUNetTrainerBudget(nnUNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        changed = apply_training_length(self)
+        if changed:
+            self.print_to_log_file(f"nnunet_weak: training length from the environment: {changed}")
+        self._train_phase_seconds = []
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._train_phase_start = time.perf_counter()
+
+    def on_train_epoch_end(self, train_outputs):
+        # measured before nnU-Net's own bookkeeping: the time of num_iterations_per_epoch train steps,
+        # data loading included
+        self._train_phase_seconds.append(time.perf_counter() - self._train_phase_start)
+        super().on_train_epoch_end(train_outputs)
+
+    def on_train_end(self):
+        super().on_train_end()
+        if self.local_rank != 0:
+            return
+        path = os.path.join(self.output_folder, TIMING_FILE)
+        record = {"device": str(self.device), "batch_size": int(self.batch_size),
+                  "iterations_per_epoch": int(self.num_iterations_per_epoch), "epochs": []}
+        if os.path.isfile(path):  # resumed run: keep the earlier epochs
+            with open(path) as f:
+                record["epochs"] = json.load(f).get("epochs", [])
+        record["epochs"] += [round(s, 4) for s in self._train_phase_seconds]
+        with open(path, "w") as f:
+            json.dump(record, f, indent=1)

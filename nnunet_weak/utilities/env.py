@@ -1,0 +1,57 @@
+"""Documented environment variables of nnunet_weak (all optional) and their parsing.
+
+| variable                  | meaning                                                             | default          |
+|---------------------------|---------------------------------------------------------------------|------------------|
+| NNW_NUM_EPOCHS            | epochs of every nnunet_weak trainer (and nnUNetTrainerBudget)       | trainer's (1000) |
+| NNW_ITERS_PER_EPOCH       | training iterations per epoch                                       | 250              |
+| NNW_VAL_ITERS_PER_EPOCH   | validation iterations per epoch (pseudo Dice)                       | 50               |
+| NNW_LABELLED_FRACTION     | share of each batch drawn from labelled cases when a dataset also   | trainer's        |
+|                           | holds unlabelled (all-ignore) cases, in [0, 1]                      |                  |
+| NNW_PAD_AS_IGNORE         | 1: padded / rotated-in border pixels get the ignore label, 0: they  | 1 for weak       |
+|                           | become background as in stock nnU-Net                               | trainers         |
+
+Bad values raise :class:`NNWError` naming the variable.
+"""
+import os
+from typing import Callable, Optional, TypeVar
+
+from nnunet_weak.utilities.errors import NNWError
+
+T = TypeVar("T")
+
+
+def _read(name: str, cast: Callable[[str], T], check: Callable[[T], bool], expected: str) -> Optional[T]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = cast(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not check(value):
+        raise NNWError(f"environment variable {name}={raw!r} is invalid: expected {expected}. "
+                       f"Fix it or unset it (`unset {name}`).")
+    return value
+
+
+def env_int(name: str, minimum: int = 0) -> Optional[int]:
+    return _read(name, int, lambda v: v >= minimum, f"an integer >= {minimum}")
+
+
+def env_fraction(name: str) -> Optional[float]:
+    return _read(name, float, lambda v: 0.0 <= v <= 1.0, "a number between 0 and 1")
+
+
+def env_flag(name: str) -> Optional[bool]:
+    table = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    return _read(name, lambda s: table[s.lower()] if s.lower() in table else None, lambda v: v is not None,
+                 "1 or 0")
+
+
+def require_env(name: str, purpose: str) -> str:
+    """Value of a required variable such as ``nnUNet_preprocessed``; a clear error when it is unset."""
+    value = os.environ.get(name)
+    if not value:
+        raise NNWError(f"environment variable {name} is not set; it is needed {purpose}. "
+                       f"Set it, e.g. `export {name}=/path/to/{name}` (see nnU-Net's setting_up_paths.md).")
+    return value

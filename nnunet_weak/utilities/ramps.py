@@ -1,0 +1,39 @@
+"""Ramp schedules. Progress is measured as a fraction of all training iterations, so a schedule written for
+30 000 iterations means the same thing in a 500-iteration CPU run.
+
+All functions map ``progress`` in [0, 1] (current iteration / total iterations) to a weight in [0, 1].
+"""
+import math
+
+
+def _phase(progress: float, start: float, end: float) -> float:
+    """Position inside [start, end] clipped to [0, 1]; a zero-length window is a step at ``start``."""
+    if end <= start:
+        return 1.0 if progress >= start else 0.0
+    return min(1.0, max(0.0, (progress - start) / (end - start)))
+
+
+def sigmoid_rampup(progress: float, start: float = 0.0, end: float = 1.0) -> float:
+    """exp(-5 (1 - t)^2), the mean-teacher ramp (Laine & Aila 2017); 0 before ``start``, 1 after ``end``."""
+    if progress < start:
+        return 0.0
+    t = _phase(progress, start, end)
+    return float(math.exp(-5.0 * (1.0 - t) ** 2))
+
+
+def linear_rampup(progress: float, start: float = 0.0, end: float = 1.0) -> float:
+    return _phase(progress, start, end)
+
+
+def cosine_rampdown(progress: float, start: float = 0.0, end: float = 1.0) -> float:
+    """1 before ``start``, then 0.5 (1 + cos(pi t)) down to 0 at ``end``."""
+    return float(0.5 * (1.0 + math.cos(math.pi * _phase(progress, start, end))))
+
+
+RAMPS = {"sigmoid": sigmoid_rampup, "linear": linear_rampup, "cosine_down": cosine_rampdown}
+
+
+def ramp(kind: str, progress: float, start: float = 0.0, end: float = 1.0) -> float:
+    if kind not in RAMPS:
+        raise ValueError(f"unknown ramp {kind!r}; choose one of {sorted(RAMPS)}")
+    return RAMPS[kind](progress, start, end)

@@ -1,0 +1,263 @@
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_weak.utilities.errors import NNWError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPE = (3, 16, 16)  # z, y, x
+SPACING = (1.5, 1.5, 10.0)
+ORIGIN = (1.0, 2.0, 3.0)
+PATIENTS = (1, 21, 41)
+FRAMES = ("01", "12")
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "dataset_conversion", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _no_preprocessed(monkeypatch):
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+
+
+def _write(array, path, spacing=SPACING, origin=ORIGIN):
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    sitk.WriteImage(img, str(path))
+
+
+def _dense(seed):
+    seg = np.zeros(SHAPE, dtype=np.uint8)
+    seg[:, 4:12, 4:12] = 2
+    seg[:, 6:10, 6:10] = 3
+    seg[1:, 5:11, 1:4] = 1
+    seg[0, 0, seed % 16] = 1
+    return seg
+
+
+def _scribble(dense):
+    scr = np.full(SHAPE, 4, dtype=np.uint8)
+    scr[:, 0, :] = dense[:, 0, :]
+    scr[:, 8, 5:11] = dense[:, 8, 5:11]
+    return scr
+
+
+def _read(path):
+    return sitk.ReadImage(str(path))
+
+
+def _arr(path):
+    return sitk.GetArrayFromImage(_read(path))
+
+
+@pytest.fixture
+def acdc(tmp_path):
+    root = tmp_path / "ACDC"
+    for p in PATIENTS:
+        folder = root / "training" / f"patient{p:03d}"
+        folder.mkdir(parents=True)
+        for frame in FRAMES:
+            stem = folder / f"patient{p:03d}_frame{frame}"
+            _write(np.random.default_rng(p).random(SHAPE).astype(np.float32), f"{stem}.nii.gz")
+            dense = _dense(p + int(frame))
+            # label geometry slightly off, as in some real ACDC gt files: must be replaced by the image's
+            _write(dense, f"{stem}_gt.nii.gz", spacing=(1.5001, 1.5, 10.0), origin=(1.01, 2.0, 3.0))
+            _write(_scribble(dense).astype(np.uint16), f"{stem}_scribble.nii.gz")
+    return root
+
+
+def _mscmr(tmp_path, with_test=False):
+    root = tmp_path / "MSCMRseg"
+    rng = np.random.default_rng(0)
+    for part, subjects, suffix in (("train", (1, 2), "_scribble"), ("val", (3,), "_manual")):
+        (root / part / "images").mkdir(parents=True)
+        (root / part / "labels").mkdir(parents=True)
+        for k in subjects:
+            _write(rng.integers(0, 500, SHAPE).astype(np.int16), root / part / "images" / f"subject{k}_DE.nii.gz")
+            dense = _dense(k)
+            _write(_scribble(dense) if part == "train" else dense,
+                   root / part / "labels" / f"subject{k}_DE{suffix}.nii.gz")
+    test = None
+    if with_test:
+        test = tmp_path / "mscmr_test"
+        (test / "images").mkdir(parents=True)
+        (test / "labels").mkdir(parents=True)
+        _write(rng.integers(0, 500, SHAPE).astype(np.int16), test / "images" / "subject9_DE.nii.gz")
+        _write(_dense(9), test / "labels" / "subject9_DE_manual.nii.gz")
+    return root, test
+
+
+def _cases():
+    return sorted(f"patient{p:03d}_frame{f}" for p in PATIENTS for f in FRAMES)
+
+
+def _listing(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_acdc_scribble_conversion(acdc, tmp_path, monkeypatch):
+    pre = tmp_path / "pre"
+    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    raw = tmp_path / "raw"
+    out = _script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
+    assert out == str(raw / "Dataset801_ACDCScribble")
+    cases = _cases()
+    assert _listing(raw / "Dataset801_ACDCScribble" / "imagesTr") == [f"{c}_0000.nii.gz" for c in cases]
+    for sub in ("labelsTr", "labelsTr_dense"):
+        assert _listing(os.path.join(out, sub)) == [f"{c}.nii.gz" for c in cases]
+
+    dj = json.load(open(os.path.join(out, "dataset.json")))
+    assert dj["channel_names"] == {"0": "MRI"}
+    assert dj["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3, "ignore": 4}
+    assert dj["file_ending"] == ".nii.gz" and dj["numTraining"] == 6
+
+    for c in cases:
+        p = int(c[7:10])
+        frame = c[-2:]
+        image = _read(os.path.join(out, "imagesTr", f"{c}_0000.nii.gz"))
+        src = _read(acdc / "training" / c[:10] / f"{c}.nii.gz")
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(src))
+        dense = _dense(p + int(frame))
+        label = _read(os.path.join(out, "labelsTr", f"{c}.nii.gz"))
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(label), _scribble(dense))
+        np.testing.assert_array_equal(_arr(os.path.join(out, "labelsTr_dense", f"{c}.nii.gz")), dense)
+        for lab in (label, _read(os.path.join(out, "labelsTr_dense", f"{c}.nii.gz"))):
+            assert lab.GetSpacing() == pytest.approx(image.GetSpacing())
+            assert lab.GetOrigin() == pytest.approx(image.GetOrigin())
+            assert lab.GetDirection() == pytest.approx(image.GetDirection())
+
+    splits = json.load(open(os.path.join(out, "splits_final.json")))
+    assert len(splits) == 5
+    for fold, patient in enumerate(PATIENTS):
+        expected_val = [f"patient{patient:03d}_frame{f}" for f in FRAMES]
+        assert splits[fold]["val"] == expected_val
+        assert sorted(splits[fold]["train"]) == sorted(set(cases) - set(expected_val))
+    assert splits[3]["val"] == [] and splits[4]["val"] == []
+    assert json.load(open(pre / "Dataset801_ACDCScribble" / "splits_final.json")) == splits
+
+
+def test_acdc_dense_conversion(acdc, tmp_path):
+    raw = tmp_path / "raw"
+    module = _script("Dataset802_ACDCDense")
+    module.main([str(acdc / "training"), str(raw)])  # the training folder itself is accepted as SOURCE too
+    out = raw / "Dataset802_ACDCDense"
+    dj = json.load(open(out / "dataset.json"))
+    assert dj["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
+    for c in _cases():
+        dense = _dense(int(c[7:10]) + int(c[-2:]))
+        np.testing.assert_array_equal(_arr(out / "labelsTr" / f"{c}.nii.gz"), dense)
+        np.testing.assert_array_equal(_arr(out / "labelsTr_dense" / f"{c}.nii.gz"), dense)
+        assert _read(out / "labelsTr" / f"{c}.nii.gz").GetSpacing() == pytest.approx(SPACING)
+    assert json.load(open(out / "splits_final.json"))[1]["val"] == ["patient021_frame01", "patient021_frame12"]
+
+
+def test_refuses_overwrite_and_preprocessed_conflict(acdc, tmp_path, monkeypatch):
+    module = _script("Dataset801_ACDCScribble")
+    raw = tmp_path / "raw"
+    out = module.convert(str(acdc), str(raw), verbose=False)
+    with pytest.raises(NNWError, match=r"Dataset801_ACDCScribble.*--overwrite"):
+        module.convert(str(acdc), str(raw), verbose=False)
+    stray = os.path.join(out, "labelsTr", "stale.nii.gz")
+    open(stray, "w").close()
+    module.convert(str(acdc), str(raw), overwrite=True, verbose=False)
+    assert not os.path.exists(stray)
+
+    pre = tmp_path / "pre"
+    (pre / "Dataset801_ACDCScribble").mkdir(parents=True)
+    (pre / "Dataset801_ACDCScribble" / "splits_final.json").write_text(json.dumps([{"train": ["a"], "val": []}]))
+    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    fresh = tmp_path / "raw2"
+    with pytest.raises(NNWError, match=r"splits_final.json.*--overwrite"):
+        module.convert(str(acdc), str(fresh), verbose=False)
+    assert not (fresh / "Dataset801_ACDCScribble").exists()  # refused before writing anything
+    module.convert(str(acdc), str(fresh), overwrite=True, verbose=False)
+    assert len(json.load(open(pre / "Dataset801_ACDCScribble" / "splits_final.json"))) == 5
+
+
+def test_missing_or_bad_source_files(acdc, tmp_path):
+    module = _script("Dataset801_ACDCScribble")
+    missing = acdc / "training" / "patient021" / "patient021_frame12_scribble.nii.gz"
+    os.remove(missing)
+    with pytest.raises(NNWError, match="patient021_frame12_scribble.nii.gz"):
+        module.convert(str(acdc), str(tmp_path / "raw"), verbose=False)
+    with pytest.raises(NNWError, match="training"):
+        module.convert(str(tmp_path), str(tmp_path / "raw"), verbose=False)
+
+    _write(_scribble(_dense(0)), missing)
+    bad = acdc / "training" / "patient041" / "patient041_frame01_gt.nii.gz"
+    _write(np.zeros((2, 16, 16), dtype=np.uint8), bad)
+    with pytest.raises(NNWError, match="patient041_frame01_gt.nii.gz"):
+        module.convert(str(acdc), str(tmp_path / "raw3"), verbose=False)
+
+
+def test_mscmr_conversion(tmp_path):
+    source, test = _mscmr(tmp_path, with_test=True)
+    module = _script("Dataset803_MSCMRScribble")
+    raw = tmp_path / "raw"
+    out = module.convert(str(source), str(raw), test=str(test), verbose=False)
+    assert out == str(raw / "Dataset803_MSCMRScribble")
+    cases = ["subject1_DE", "subject2_DE", "subject3_DE"]
+    assert _listing(os.path.join(out, "imagesTr")) == [f"{c}_0000.nii.gz" for c in cases]
+    assert _listing(os.path.join(out, "labelsTr")) == [f"{c}.nii.gz" for c in cases]
+    assert _listing(os.path.join(out, "labelsTr_dense")) == ["subject3_DE.nii.gz"]
+    assert _listing(os.path.join(out, "imagesTs")) == ["subject9_DE_0000.nii.gz"]
+    np.testing.assert_array_equal(_arr(os.path.join(out, "labelsTs", "subject9_DE.nii.gz")), _dense(9))
+    dj = json.load(open(os.path.join(out, "dataset.json")))
+    assert dj["labels"]["ignore"] == 4 and dj["numTraining"] == 3 and dj["channel_names"] == {"0": "MRI"}
+    np.testing.assert_array_equal(_arr(os.path.join(out, "labelsTr", "subject1_DE.nii.gz")), _scribble(_dense(1)))
+    np.testing.assert_array_equal(_arr(os.path.join(out, "labelsTr", "subject3_DE.nii.gz")), _dense(3))
+    np.testing.assert_array_equal(_arr(os.path.join(out, "labelsTr_dense", "subject3_DE.nii.gz")), _dense(3))
+    assert _arr(os.path.join(out, "imagesTr", "subject1_DE_0000.nii.gz")).dtype == np.int16
+    splits = json.load(open(os.path.join(out, "splits_final.json")))
+    assert splits == [{"train": ["subject1_DE", "subject2_DE"], "val": ["subject3_DE"]}]
+
+    with pytest.raises(NNWError, match="Dataset803_MSCMRScribble.*--overwrite"):
+        module.convert(str(source), str(raw), verbose=False)
+    os.remove(source / "val" / "labels" / "subject3_DE_manual.nii.gz")
+    with pytest.raises(NNWError, match="subject3_DE_manual.nii.gz"):
+        module.convert(str(source), str(tmp_path / "raw2"), verbose=False)
+
+
+def test_simulate_dataset(acdc, tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    dense_ds = _script("Dataset802_ACDCDense").convert(str(acdc), str(raw), verbose=False)
+    sim = _script("simulate_scribbles")
+    pre = tmp_path / "pre"
+    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    target = raw / "Dataset807_ACDCSimScribble"
+    result = sim.simulate_dataset(dense_ds, str(target), seed=0, verbose=False)
+    cases = _cases()
+    assert sorted(result["per_case"]) == cases
+    assert 0.0 < result["mean"] < 1.0
+    assert set(result["per_class"]) == {"background", "RV", "MYO", "LV"}
+    dj = json.load(open(target / "dataset.json"))
+    assert dj["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3, "ignore": 4}
+    assert dj["numTraining"] == 6
+    assert _listing(target / "imagesTr") == [f"{c}_0000.nii.gz" for c in cases]
+    for c in cases:
+        scr = _arr(target / "labelsTr" / f"{c}.nii.gz")
+        dense = _arr(target / "labelsTr_dense" / f"{c}.nii.gz")
+        np.testing.assert_array_equal(dense, _dense(int(c[7:10]) + int(c[-2:])))
+        m = scr != 4
+        assert m.any()
+        np.testing.assert_array_equal(scr[m], dense[m])
+        assert _read(target / "labelsTr" / f"{c}.nii.gz").GetOrigin() == pytest.approx(ORIGIN)
+    assert json.load(open(target / "splits_final.json")) == json.load(open(os.path.join(dense_ds, "splits_final.json")))
+    assert (pre / "Dataset807_ACDCSimScribble" / "splits_final.json").is_file()
+
+    again = sim.simulate_dataset(dense_ds, str(target), seed=0, overwrite=True, verbose=False)
+    assert again["per_case"] == result["per_case"]
+    with pytest.raises(NNWError, match="--overwrite"):
+        sim.simulate_dataset(dense_ds, str(target), seed=1, verbose=False)
+    scribble_ds = _script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
+    with pytest.raises(NNWError, match="ignore"):
+        sim.simulate_dataset(scribble_ds, str(tmp_path / "x"), verbose=False)

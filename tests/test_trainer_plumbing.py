@@ -1,0 +1,139 @@
+"""Shared weak-label plumbing on a real (tiny) preprocessed dataset: unlabelled cases, padding as ignore,
+images for losses, progress/ramps, extra checkpoint state and the inference contract."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import UNLABELLED, TINY_ID
+from nnunet_weak.data.transforms import pad_as_ignore
+from nnunet_weak.training.contract import check_inference_contract
+
+
+def make_trainer(name="nnUNetTrainerPCE", configuration="2d_lite", fold=0):
+    from nnunetv2.run.run_training import get_trainer_from_args
+    return get_trainer_from_args(str(TINY_ID), configuration, fold, name, device=torch.device("cpu"))
+
+
+def test_unlabelled_found_once_and_kept_out_of_validation(use_env):
+    trainer = make_trainer()
+    trainer.initialize()
+    tr, val = trainer.do_split()
+    assert trainer.unlabelled_keys == set(UNLABELLED)
+    assert UNLABELLED[0] not in val and len(val) == 2
+    assert UNLABELLED[1] in tr  # still used for training
+
+
+def test_labelled_fraction_per_batch(use_env, monkeypatch):
+    monkeypatch.setenv("NNW_LABELLED_FRACTION", "0.5")
+    trainer = make_trainer()
+    trainer.initialize()
+    assert trainer.labelled_fraction == 0.5
+    dl_train, dl_val = trainer.get_dataloaders()
+    loader = dl_train.data_loader  # SingleThreadedAugmenter (nnUNet_n_proc_DA=0)
+    n_lab = int(round(0.5 * trainer.batch_size))
+    for _ in range(3):
+        keys = loader.get_indices()
+        assert sum(k in trainer.unlabelled_keys for k in keys) == trainer.batch_size - n_lab
+    batch = next(dl_train)
+    mask = trainer.labelled_mask(batch["keys"])
+    assert mask.sum().item() == n_lab
+
+
+def test_default_sampling_is_nnunets(use_env):
+    trainer = make_trainer()
+    trainer.initialize()
+    dl_train, _ = trainer.get_dataloaders()
+    assert type(dl_train.data_loader).__name__ == "nnUNetDataLoader"
+
+
+def test_pad_as_ignore_turns_border_into_ignore(use_env):
+    trainer = make_trainer()
+    trainer.initialize()
+    pipeline = trainer.get_training_transforms(
+        trainer.configuration_manager.patch_size, (0, 0), None, (), False)
+    seg = torch.full((1, 48, 48), -1, dtype=torch.int16)
+    seg[:, 10:20, 10:20] = 2
+    out = pipeline(image=torch.zeros(1, 48, 48), segmentation=seg)["segmentation"]
+    assert set(torch.unique(out).tolist()) == {2, 4}
+
+    monkey = make_trainer("nnUNetTrainerBudget")  # stock behaviour: border becomes background
+    stock = monkey.get_training_transforms(monkey.configuration_manager.patch_size, (0, 0), None, (), False)
+    out = stock(image=torch.zeros(1, 48, 48), segmentation=seg.clone())["segmentation"]
+    assert 0 in torch.unique(out).tolist() and 4 not in torch.unique(out).tolist()
+    assert pad_as_ignore(stock, 4) == 1
+
+
+def test_images_per_scale_match_outputs():
+    from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+    data = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
+    outs = [torch.zeros(2, 4, 8, 8), torch.zeros(2, 4, 4, 4), torch.zeros(2, 4, 2, 2)]
+    images = nnUNetTrainerWeakBase.images_per_scale(data, outs)
+    assert [tuple(i.shape) for i in images] == [(2, 1, 8, 8), (2, 1, 4, 4), (2, 1, 2, 2)]
+    assert images[0] is not None and torch.equal(images[0], data)
+    assert images[1][0, 0, 0, 0] == pytest.approx(data[0, 0, :2, :2].mean().item())  # area average
+
+
+def test_progress_counts_global_iterations(use_env):
+    trainer = make_trainer()
+    trainer.num_epochs, trainer.num_iterations_per_epoch = 4, 10
+    trainer.current_epoch, trainer._iter_in_epoch = 2, 5
+    assert trainer.global_iteration == 25 and trainer.progress == pytest.approx(25 / 40)
+    assert trainer.ramp_weight("linear", 0.0, 1.0) == pytest.approx(25 / 40)
+
+
+def test_extra_state_survives_checkpoint(use_env, tmp_path):
+    trainer = make_trainer()
+    trainer.initialize()
+    aux = torch.nn.Linear(3, 2)
+    trainer.register_extra_state("aux", aux)
+    queue = {"q": torch.arange(5)}
+
+    class Queue:
+        def state_dict(self):
+            return dict(queue)
+
+        def load_state_dict(self, d):
+            queue.update(d)
+
+    trainer.register_extra_state("queue", Queue())
+    path = str(tmp_path / "ckpt.pth")
+    trainer.save_checkpoint(path)
+    saved_weight = aux.weight.detach().clone()
+
+    other = make_trainer()
+    other.initialize()
+    aux2 = torch.nn.Linear(3, 2)
+    other.register_extra_state("aux", aux2)
+    queue["q"] = torch.zeros(5)
+    other.register_extra_state("queue", Queue())
+    other.load_checkpoint(path)
+    assert torch.equal(aux2.weight, saved_weight)
+    assert torch.equal(queue["q"], torch.arange(5))
+
+    stranger = make_trainer()
+    stranger.initialize()
+    stranger.register_extra_state("memory", torch.nn.Linear(1, 1))
+    from nnunet_weak.utilities.errors import NNWError
+    with pytest.raises(NNWError, match="lacks the extra training state"):
+        stranger.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerPCE", "nnUNetTrainerBudget"])
+def test_inference_contract(use_env, name):
+    result = check_inference_contract(make_trainer(name))
+    assert result["output_shape"][1] == 4
+
+
+def test_pce_loss_is_partial_with_deep_supervision(use_env):
+    trainer = make_trainer()
+    trainer.initialize()
+    scales = trainer._get_deep_supervision_scales()
+    shapes = [(2, 4, int(48 * s[0]), int(48 * s[1])) for s in scales]
+    outputs = [torch.zeros(s) for s in shapes]
+    targets = [torch.full((2, 1, *s[2:]), 4) for s in shapes]
+    targets[0][0, 0, 0, 0] = 1  # one annotated pixel at full resolution only
+    loss = trainer.loss(outputs, targets)
+    weights = np.array([0.5 ** i for i in range(len(scales))])
+    weights[-1] = 0
+    expected = (weights / weights.sum())[0] * np.log(4)  # uniform logits: CE = log(4) on that pixel
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
