@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     prepare_workdir(workdir, args.overwrite)
     log = os.path.join(workdir, "demo.log")
     env = steps.nnunet_environment(workdir, NNW_NUM_EPOCHS=args.epochs, NNW_ITERS_PER_EPOCH=args.iters,
-                                   NNW_VAL_ITERS_PER_EPOCH=2)
+                                   NNW_VAL_ITERS_PER_EPOCH=2, NNW_SKIP_FINAL_VALIDATION=1)
     raw = os.path.join(env["nnUNet_raw"], DATASET_NAME)
     summary = write_demo_dataset(raw, args.train_cases, args.test_cases, args.seed)
     print(f"[demo] dataset {raw}: {args.train_cases} scribbled training volumes "

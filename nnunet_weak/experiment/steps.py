@@ -15,6 +15,8 @@ from typing import Dict, List, Optional, Sequence
 from nnunet_weak.training.budget import TIMING_FILE
 from nnunet_weak.utilities.errors import NNWError
 
+history: List[str] = []  # every command run through run_command, for the reports' "how to reproduce"
+
 
 def nnunet_environment(root: str, base: Optional[Dict[str, str]] = None, **extra: str) -> Dict[str, str]:
     """Environment with nnUNet_raw / _preprocessed / _results under ``root`` and CPU-friendly worker counts.
@@ -43,6 +45,7 @@ def run_command(args: Sequence[str], env: Dict[str, str], log_file: str) -> floa
     """Run ``args`` (first element: a console script name), append its output to ``log_file``; wall seconds."""
     args = [_console(args[0]), *map(str, args[1:])]
     os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+    history.append(" ".join([os.path.basename(args[0]), *args[1:]]))
     start = time.perf_counter()
     with open(log_file, "a") as log:
         log.write(f"\n$ {' '.join(args)}\n")

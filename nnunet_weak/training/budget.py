@@ -1,7 +1,9 @@
 """Training length without code edits, and the stock trainer that honours it.
 
 ``nnUNetTrainerBudget`` is nnU-Net's own ``nnUNetTrainer`` with the epoch and iteration counts read from
-``NNW_NUM_EPOCHS``, ``NNW_ITERS_PER_EPOCH`` and ``NNW_VAL_ITERS_PER_EPOCH``, and the wall time of each epoch's
+``NNW_NUM_EPOCHS``, ``NNW_ITERS_PER_EPOCH`` and ``NNW_VAL_ITERS_PER_EPOCH``, the final validation skippable with
+``NNW_SKIP_FINAL_VALIDATION=1`` (on scribble labels its Dice counts scribble pixels only, and the benchmarks
+predict the validation cases with ``nnUNetv2_predict`` anyway), and the wall time of each epoch's
 training phase written to ``fold_X/nnunet_weak_timing.json`` (for the benchmarks' seconds per iteration).
 Nothing else differs: on a dataset with an ``ignore`` label it is the "nnU-Net+pL" baseline (masked Dice + CE
 with deep supervision). Every nnunet_weak trainer derives from it, so the same variables shorten all of them.
@@ -13,7 +15,7 @@ import time
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_weak.utilities.env import env_int
+from nnunet_weak.utilities.env import env_flag, env_int
 
 LENGTH_VARIABLES = {
     "NNW_NUM_EPOCHS": ("num_epochs", 1),
@@ -42,6 +44,12 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         if changed:
             self.print_to_log_file(f"nnunet_weak: training length from the environment: {changed}")
         self._train_phase_seconds = []
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if env_flag("NNW_SKIP_FINAL_VALIDATION"):
+            self.print_to_log_file("nnunet_weak: final validation skipped (NNW_SKIP_FINAL_VALIDATION=1)")
+            return
+        super().perform_actual_validation(save_probabilities)
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()

@@ -1,0 +1,262 @@
+"""ACDC benchmark: train trainers at one common iteration budget, predict the validation fold with
+``nnUNetv2_predict``, evaluate against the dense reference labels, and write a results table (markdown + JSON)
+and a bar chart, next to the published fold-0 numbers.
+
+    python benchmarks/acdc_benchmark.py --source ../shared/data \\
+        --run 802:nnUNetTrainerBudget:"nnU-Net, dense labels (upper bound)" \\
+        --run 801:nnUNetTrainerBudget:"nnU-Net+pL" --run 801:nnUNetTrainerPCE:pCE
+
+Each ``--run`` is DATASET_ID:TRAINER[:LABEL]. Datasets are converted (dataset_conversion/) and planned /
+preprocessed (``-c 2d`` + ``nnunet_weak_add_lite``) when missing in the work folder; a run whose
+``checkpoint_final.pth`` exists is not trained again (``--retrain`` forces it). Only the stock nnU-Net commands
+train and predict; the budget reaches every trainer through NNW_NUM_EPOCHS / NNW_ITERS_PER_EPOCH.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from nnunet_weak.evaluation.evaluate_dense import evaluate_folder
+from nnunet_weak.experiment import steps
+from nnunet_weak.utilities.errors import NNWError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONVERSIONS = {
+    801: ("Dataset801_ACDCScribble", "ACDC"),
+    802: ("Dataset802_ACDCDense", "ACDC"),
+    803: ("Dataset803_MSCMRScribble", "MSCMRseg"),
+}
+CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
+# Published predictions on fold 0 (test = patients 001-020, 40 frames), 3D Dice per class and HD95 in mm,
+# means over frames and classes, as given in the benchmark issue (PCLMix paper and its released predictions).
+PUBLISHED = [
+    ("UNet, full supervision (published)", 0.915, 5.64),
+    ("PCLMix (published)", 0.897, 3.11),
+    ("TriMix (published)", 0.894, 7.02),
+    ("DMPLS (published)", 0.884, 13.03),
+    ("pCE (published)", 0.619, 181.7),
+]
+
+
+def parse_run(text: str) -> dict:
+    parts = text.split(":", 2)
+    if len(parts) < 2 or not parts[0].isdigit():
+        raise NNWError(f"--run {text!r}: expected DATASET_ID:TRAINER[:LABEL], e.g. 801:nnUNetTrainerPCE:pCE")
+    dataset_id = int(parts[0])
+    if dataset_id not in CONVERSIONS:
+        raise NNWError(f"--run {text!r}: dataset {dataset_id} has no conversion here; use one of {sorted(CONVERSIONS)}")
+    return {"dataset_id": dataset_id, "dataset": CONVERSIONS[dataset_id][0], "trainer": parts[1],
+            "label": parts[2] if len(parts) == 3 else f"{parts[1]} on {dataset_id}"}
+
+
+def _load_conversion(dataset_name: str):
+    path = os.path.join(os.path.dirname(HERE), "dataset_conversion", f"{dataset_name}.py")
+    spec = importlib.util.spec_from_file_location(dataset_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configuration: str) -> str:
+    """Convert and preprocess if needed; returns the raw dataset folder."""
+    name, sub = CONVERSIONS[dataset_id]
+    raw = os.path.join(env["nnUNet_raw"], name)
+    if not os.path.isfile(os.path.join(raw, "dataset.json")):
+        print(f"[benchmark] converting {name} from {os.path.join(source, sub)}")
+        os.environ["nnUNet_preprocessed"] = env["nnUNet_preprocessed"]  # conversions also place the splits there
+        _load_conversion(name).convert(os.path.join(source, sub), env["nnUNet_raw"], verbose=False)
+    preprocessed = os.path.join(env["nnUNet_preprocessed"], name)
+    plans_file = os.path.join(preprocessed, "nnUNetPlans.json")
+    parent = "2d" if configuration.startswith("2d") else "3d_fullres"
+    if not (os.path.isfile(plans_file) and configuration in json.load(open(plans_file))["configurations"]
+            and os.path.isdir(os.path.join(preprocessed, f"nnUNetPlans_{parent}"))):
+        print(f"[benchmark] planning and preprocessing {name} ({parent} + lite)")
+        steps.plan_and_preprocess(dataset_id, [parent], env, log)
+    splits_raw, splits_pre = os.path.join(raw, "splits_final.json"), os.path.join(preprocessed, "splits_final.json")
+    if not os.path.isfile(splits_pre):
+        shutil.copy(splits_raw, splits_pre)
+    elif json.load(open(splits_pre)) != json.load(open(splits_raw)):
+        raise NNWError(f"{splits_pre} differs from {splits_raw}; remove one of them so the benchmark folds are the "
+                       f"published ones.")
+    return raw
+
+
+def validation_cases(env: dict, dataset: str, fold: int) -> list:
+    with open(os.path.join(env["nnUNet_preprocessed"], dataset, "splits_final.json")) as f:
+        return sorted(json.load(f)[fold]["val"])
+
+
+def link_inputs(raw: str, cases: list, folder: str) -> str:
+    """A folder of symlinks to the validation images, as nnUNetv2_predict's -i."""
+    os.makedirs(folder, exist_ok=True)
+    for case in cases:
+        src = os.path.join(raw, "imagesTr", f"{case}_0000.nii.gz")
+        dst = os.path.join(folder, os.path.basename(src))
+        if not os.path.lexists(dst):
+            os.symlink(src, dst)
+    return folder
+
+
+def run_one(run: dict, args, env: dict, log: str) -> dict:
+    raw = os.path.join(env["nnUNet_raw"], run["dataset"])
+    model = steps.model_folder(env, run["dataset"], run["trainer"], args.configuration)
+    fold_folder = os.path.join(model, f"fold_{args.fold}")
+    final = os.path.join(fold_folder, "checkpoint_final.pth")
+    if args.retrain or not os.path.isfile(final):
+        if args.retrain and os.path.isdir(fold_folder):
+            shutil.rmtree(fold_folder)
+        print(f"[benchmark] training {run['label']} ({run['trainer']} on {run['dataset']})")
+        train_seconds = steps.train(run["dataset_id"], args.configuration, args.fold, run["trainer"], env, log)
+    else:
+        print(f"[benchmark] reusing {final}")
+        train_seconds = None
+    cases = validation_cases(env, run["dataset"], args.fold)
+    inputs = link_inputs(raw, cases, os.path.join(args.workdir, "inputs", f"{run['dataset']}_fold{args.fold}"))
+    pred = os.path.join(args.workdir, "predictions", f"{run['dataset']}__{run['trainer']}__{args.configuration}"
+                                                     f"__fold{args.fold}")
+    if os.path.isdir(pred):
+        shutil.rmtree(pred)
+    print(f"[benchmark] predicting {len(cases)} validation cases")
+    predict_seconds = steps.predict(inputs, pred, run["dataset_id"], args.configuration, args.fold, run["trainer"],
+                                    env, log)
+    result = evaluate_folder(pred, os.path.join(raw, "labelsTr_dense"), CLASSES,
+                             output_json=pred + "_dense_eval.json", output_md=pred + "_dense_eval.md",
+                             overwrite=True)
+    if result["n_cases"] != len(cases):
+        raise NNWError(f"{pred}: {result['n_cases']} predictions evaluated, {len(cases)} expected")
+    return {
+        **run,
+        "n_cases": result["n_cases"],
+        "dice": {c: result["mean"][c]["dice"] for c in CLASSES},
+        "hd95": {c: result["mean"][c]["hd95"] for c in CLASSES},
+        "mean_dice": result["mean_over_classes"]["dice"],
+        "mean_hd95": result["mean_over_classes"]["hd95"],
+        "empty_predictions": result["empty_predictions"],
+        "sec_per_iter": steps.train_seconds_per_iteration(fold_folder),
+        "train_wall_s": train_seconds,
+        "sec_per_case": predict_seconds / len(cases),
+    }
+
+
+def _fmt(value, digits=3):
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def write_table(rows: list, meta: dict, out_prefix: str) -> str:
+    base = next((r["sec_per_iter"] for r in rows if r["trainer"] == "nnUNetTrainerBudget" and r["sec_per_iter"]),
+                None)
+    lines = [f"# ACDC benchmark, fold {meta['fold']} ({meta['n_val_cases']} validation frames), {meta['configuration']}",
+             "",
+             f"Budget: {meta['epochs']} epochs x {meta['iters']} iterations = {meta['epochs'] * meta['iters']} "
+             f"iterations per trainer (batch {meta['batch_size']}, patch {meta['patch_size']}). "
+             f"Machine: {meta['machine']}.",
+             "Dice and HD95 (mm): 3D per frame and class against the dense reference labels, averaged over frames "
+             "(empty predictions: Dice 0, HD95 excluded and counted). sec/iter: training phase wall time per "
+             "iteration (data loading included, first epoch skipped). sec/case: nnUNetv2_predict wall time "
+             "(start-up included, mirroring TTA on) / number of frames.",
+             "",
+             "| model | trainer | labels | Dice RV | Dice Myo | Dice LV | mean Dice | mean HD95 | sec/iter | "
+             "cost vs nnUNetTrainer | sec/case |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = _fmt(r["sec_per_iter"] / base, 2) if base and r["sec_per_iter"] else "-"
+        lines.append(f"| {r['label']} | {r['trainer']} | {r['dataset']} | {_fmt(r['dice']['RV'])} | "
+                     f"{_fmt(r['dice']['MYO'])} | {_fmt(r['dice']['LV'])} | **{_fmt(r['mean_dice'])}** | "
+                     f"{_fmt(r['mean_hd95'], 2)} | {_fmt(r['sec_per_iter'])} | {ratio} | {_fmt(r['sec_per_case'], 1)} |")
+    for name, dice, hd in PUBLISHED:
+        lines.append(f"| {name} | - | published fold-0 predictions | | | | {dice:.3f} | {hd:.2f} | | | |")
+    lines += ["", "Reproduce:", "", "```", meta["invocation"], "```", "",
+              "Commands this run executed (in order; $WORK is the work folder):", "", "```"] + meta["commands"] + ["```", ""]
+    table = "\n".join(lines)
+    with open(out_prefix + ".md", "w") as f:
+        f.write(table)
+    with open(out_prefix + ".json", "w") as f:
+        json.dump({"rows": rows, "published": PUBLISHED, "meta": meta}, f, indent=2, default=float)
+    return table
+
+
+def bar_chart(rows: list, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["label"] for r in rows] + [p[0] for p in PUBLISHED]
+    values = [r["mean_dice"] for r in rows] + [p[1] for p in PUBLISHED]
+    colours = ["tab:blue"] * len(rows) + ["tab:gray"] * len(PUBLISHED)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.2))
+    ax.barh(range(len(names)), values, color=colours)
+    for i, v in enumerate(values):
+        ax.text(v + 0.005, i, f"{v:.3f}", va="center", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("mean Dice (RV, Myo, LV), ACDC fold 0, dense reference")
+    ax.set_title("blue: measured here at the common budget; grey: published fold-0 predictions", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine() -> str:
+    import torch
+    import nnunetv2  # noqa: F401
+    from importlib.metadata import version
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU used (-device cpu), Python "
+            f"{platform.python_version()}, torch {torch.__version__}, nnunetv2 {version('nnunetv2')}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", required=True, help="folder holding ACDC/ and MSCMRseg/ (../shared/data)")
+    parser.add_argument("--run", action="append", required=True, help="DATASET_ID:TRAINER[:LABEL], repeatable")
+    parser.add_argument("--workdir", default=os.path.join(HERE, "work"), help="nnU-Net folders and predictions")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "acdc_fold0"), help="output prefix")
+    parser.add_argument("--configuration", default="2d_lite")
+    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--iters", type=int, default=50, help="training iterations per epoch")
+    parser.add_argument("--val-iters", type=int, default=5, help="pseudo-Dice iterations per epoch")
+    parser.add_argument("--retrain", action="store_true", help="train again even if a final checkpoint exists")
+    args = parser.parse_args(argv)
+
+    runs = [parse_run(r) for r in args.run]
+    args.workdir = os.path.abspath(args.workdir)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    env = steps.nnunet_environment(args.workdir, NNW_NUM_EPOCHS=args.epochs, NNW_ITERS_PER_EPOCH=args.iters,
+                                   NNW_VAL_ITERS_PER_EPOCH=args.val_iters, NNW_SKIP_FINAL_VALIDATION=1)
+    log = os.path.join(args.workdir, "benchmark.log")
+    steps.history.clear()
+    for dataset_id in dict.fromkeys(r["dataset_id"] for r in runs):
+        prepare_dataset(dataset_id, os.path.abspath(args.source), env, log, args.configuration)
+
+    rows = []
+    for run in runs:
+        start = time.perf_counter()
+        rows.append(run_one(run, args, env, log))
+        print(f"[benchmark] {run['label']}: mean Dice {rows[-1]['mean_dice']:.3f}, mean HD95 "
+              f"{rows[-1]['mean_hd95']:.2f} mm ({(time.perf_counter() - start) / 60:.1f} min)")
+
+    plans = json.load(open(os.path.join(env["nnUNet_preprocessed"], runs[0]["dataset"], "nnUNetPlans.json")))
+    config = plans["configurations"][args.configuration]
+    meta = {"fold": args.fold, "configuration": args.configuration, "epochs": args.epochs, "iters": args.iters,
+            "val_iters": args.val_iters, "batch_size": config.get("batch_size"),
+            "patch_size": config.get("patch_size"), "n_val_cases": rows[0]["n_cases"], "machine": machine(),
+            "invocation": "python benchmarks/acdc_benchmark.py " + " ".join(
+                f'"{a}"' if " " in a else a for a in (argv if argv is not None else sys.argv[1:])),
+            "commands": [c.replace(args.workdir, "$WORK") for c in steps.history],
+            "env": {k: env[k] for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
+                                        "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}}
+    table = write_table(rows, meta, args.out)
+    bar_chart(rows, args.out + ".png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
