@@ -235,15 +235,20 @@ def main(argv=None) -> int:
     for dataset_id in dict.fromkeys(r["dataset_id"] for r in runs):
         prepare_dataset(dataset_id, os.path.abspath(args.source), env, log, args.configuration)
 
+    plans = json.load(open(os.path.join(env["nnUNet_preprocessed"], runs[0]["dataset"], "nnUNetPlans.json")))
+    config = plans["configurations"][args.configuration]
     rows = []
     for run in runs:
         start = time.perf_counter()
         rows.append(run_one(run, args, env, log))
         print(f"[benchmark] {run['label']}: mean Dice {rows[-1]['mean_dice']:.3f}, mean HD95 "
               f"{rows[-1]['mean_hd95']:.2f} mm ({(time.perf_counter() - start) / 60:.1f} min)")
+        table = report(rows, args, argv, env, config)  # after every run, so a stopped benchmark keeps its rows
+    print(table)
+    return 0
 
-    plans = json.load(open(os.path.join(env["nnUNet_preprocessed"], runs[0]["dataset"], "nnUNetPlans.json")))
-    config = plans["configurations"][args.configuration]
+
+def report(rows: list, args, argv, env: dict, config: dict) -> str:
     meta = {"fold": args.fold, "configuration": args.configuration, "epochs": args.epochs, "iters": args.iters,
             "val_iters": args.val_iters, "batch_size": config.get("batch_size"),
             "patch_size": config.get("patch_size"), "n_val_cases": rows[0]["n_cases"], "machine": machine(),
@@ -254,8 +259,7 @@ def main(argv=None) -> int:
                                         "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}}
     table = write_table(rows, meta, args.out)
     bar_chart(rows, args.out + ".png")
-    print(table)
-    return 0
+    return table
 
 
 if __name__ == "__main__":

@@ -2,12 +2,9 @@
 import json
 import os
 
-import numpy as np
 import pytest
 
-from nnunet_weak.annotation.scribbles import simulate_scribbles
-from nnunet_weak.demo.phantom import make_case
-from nnunet_weak.demo import dataset as demo_dataset
+from nnunet_weak.demo.dataset import write_demo_dataset
 from nnunet_weak.experiment import steps
 
 TINY_ID = 981
@@ -15,36 +12,6 @@ TINY_NAME = f"Dataset{TINY_ID}_NNWTiny"
 TINY_SHAPE = (4, 48, 48)
 N_LABELLED, N_UNLABELLED, N_TEST = 6, 2, 2
 UNLABELLED = [f"tiny_{i:03d}" for i in range(N_LABELLED, N_LABELLED + N_UNLABELLED)]
-
-
-def write_tiny_dataset(folder: str, seed: int = 0, ignore: bool = True) -> None:
-    """Phantom volumes of TINY_SHAPE: N_LABELLED scribbled, N_UNLABELLED all-ignore, N_TEST dense test cases."""
-    rng = np.random.default_rng(seed)
-    for sub in ("imagesTr", "labelsTr", "labelsTr_dense", "imagesTs", "labelsTs"):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
-    n_train = N_LABELLED + N_UNLABELLED
-    for i in range(n_train + N_TEST):
-        image, dense = make_case(rng, TINY_SHAPE)
-        case = f"tiny_{i:03d}"
-        if i < n_train:
-            demo_dataset._write(image, os.path.join(folder, "imagesTr", f"{case}_0000.nii.gz"))
-            if not ignore:
-                label = dense
-            elif i < N_LABELLED:
-                label = simulate_scribbles(dense, ignore_label=4, rng=rng).astype(np.uint8)
-            else:
-                label = np.full_like(dense, 4)
-            demo_dataset._write(label, os.path.join(folder, "labelsTr", f"{case}.nii.gz"))
-            demo_dataset._write(dense, os.path.join(folder, "labelsTr_dense", f"{case}.nii.gz"))
-        else:
-            demo_dataset._write(image, os.path.join(folder, "imagesTs", f"{case}_0000.nii.gz"))
-            demo_dataset._write(dense, os.path.join(folder, "labelsTs", f"{case}.nii.gz"))
-    labels = {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
-    if ignore:
-        labels["ignore"] = 4
-    with open(os.path.join(folder, "dataset.json"), "w") as f:
-        json.dump({"channel_names": {"0": "MRI"}, "labels": labels, "numTraining": n_train,
-                   "file_ending": ".nii.gz"}, f)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +25,7 @@ def tiny_env(tmp_path_factory):
     env = steps.nnunet_environment(root, nnUNet_n_proc_DA="0", NNW_NUM_EPOCHS="1", NNW_ITERS_PER_EPOCH="2",
                                    NNW_VAL_ITERS_PER_EPOCH="1")
     raw = os.path.join(env["nnUNet_raw"], TINY_NAME)
-    write_tiny_dataset(raw)
+    write_demo_dataset(raw, N_LABELLED, N_TEST, seed=0, shape=TINY_SHAPE, n_unlabelled=N_UNLABELLED, prefix="tiny")
     log = os.path.join(root, "setup.log")
     steps.plan_and_preprocess(TINY_ID, ["2d"], env, log)
     cases = [f"tiny_{i:03d}" for i in range(N_LABELLED + N_UNLABELLED)]

@@ -53,11 +53,11 @@ def test_pad_as_ignore_turns_border_into_ignore(use_env):
         trainer.configuration_manager.patch_size, (0, 0), None, (), False)
     seg = torch.full((1, 48, 48), -1, dtype=torch.int16)
     seg[:, 10:20, 10:20] = 2
-    out = pipeline(image=torch.zeros(1, 48, 48), segmentation=seg)["segmentation"]
+    out = pipeline(image=torch.zeros(1, 48, 48), segmentation=seg.clone())["segmentation"]  # transforms work in place
     assert set(torch.unique(out).tolist()) == {2, 4}
 
-    monkey = make_trainer("nnUNetTrainerBudget")  # stock behaviour: border becomes background
-    stock = monkey.get_training_transforms(monkey.configuration_manager.patch_size, (0, 0), None, (), False)
+    budget = make_trainer("nnUNetTrainerBudget")  # stock behaviour: border becomes background
+    stock = budget.get_training_transforms(budget.configuration_manager.patch_size, (0, 0), None, (), False)
     out = stock(image=torch.zeros(1, 48, 48), segmentation=seg.clone())["segmentation"]
     assert 0 in torch.unique(out).tolist() and 4 not in torch.unique(out).tolist()
     assert pad_as_ignore(stock, 4) == 1
