@@ -306,3 +306,14 @@ def test_vm_rejects_bad_arguments():
         VarianceMinimisationLoss(background_mask="otsu")
     with pytest.raises(ValueError):
         VarianceMinimisationLoss()(torch.randn(1, 2, 4, 4), torch.randn(1, 1, 4, 5))
+
+
+def test_crf_pair_sum_gradient_matches_finite_differences():
+    from nnunet_weak.losses.gated_crf import _PottsPairSum
+    torch.manual_seed(11)
+    probs = torch.softmax(torch.randn(2, 3, 2, 3, 4, dtype=torch.float64), dim=1).requires_grad_()
+    feats = torch.randn(2, 2, 2, 3, 4, dtype=torch.float64)
+    mask = (torch.rand(2, 1, 2, 3, 4) > 0.3).double()
+    offsets = [((0, 1, 0), 0.8), ((0, 1, -2), 0.3), ((1, 0, 1), 1.5), ((0, 0, 3), 2.0)]
+    for m in (None, mask):
+        assert torch.autograd.gradcheck(lambda p: _PottsPairSum.apply(p, feats, m, offsets), (probs,))

@@ -30,9 +30,12 @@ Conventions (spec ``paseg.md``; section numbers refer to it):
   one slice of each view); the loss is the mean over the views. Pixels near the border have fewer pairs; they are
   still counted once in that normaliser, as in the original.
 
-Implementation: ``k_ij`` and ``1 - p_i.p_j`` are symmetric, so only half of the window's offsets are visited and
-counted twice; an offset along a single axis is shared by the two views containing that axis and is computed once.
-Each offset is one slicing of the tensors, so memory is O(voxels) per offset and there is no loop over pixels.
+Implementation: shifted tensors, no loop over pixels. ``k_ij`` and ``1 - p_i.p_j`` are symmetric, so only half of
+the window's offsets are visited and counted twice; an offset along a single axis is shared by the two views that
+contain that axis and is computed once (165 offsets for three views at radius 5). Each offset is one pair of slices
+of the volume. A small autograd function recomputes the kernels in backward rather than keeping one per offset, so
+memory stays O(voxels) whatever the radius; the gradient reaches the logits (through the softmax and the
+resampling), never the image or the mask.
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -62,6 +65,50 @@ def _pair_slices(offset: Sequence[int], shape: Sequence[int]) -> Tuple[Tuple[sli
             src.append(slice(-d, n))
             dst.append(slice(0, n + d))
     return tuple(src), tuple(dst)
+
+
+_ALL = (slice(None), slice(None))  # batch and channel axes
+
+
+def _pair_kernels(feats: torch.Tensor, mask: Optional[torch.Tensor], offsets: Sequence[Tuple[Tuple[int, ...], float]]):
+    """Yield (src, dst, k) per offset: k (b, *region) = coef * exp(-|f_src - f_dst|^2 / 2) * mask pair."""
+    shape = tuple(feats.shape[2:])
+    for off, coef in offsets:
+        src, dst = _pair_slices(off, shape)
+        diff = feats[_ALL + src] - feats[_ALL + dst]
+        k = torch.exp(-0.5 * (diff * diff).sum(dim=1)).mul_(coef)
+        if mask is not None:
+            k.mul_(mask[_ALL + src][:, 0]).mul_(mask[_ALL + dst][:, 0])
+        yield src, dst, k
+
+
+class _PottsPairSum(torch.autograd.Function):
+    """sum over offsets and in-bounds pairs of k_ij (1 - p_i.p_j); the gradient flows into the probabilities only.
+
+    The kernels are recomputed in backward instead of being kept per offset, so memory stays O(voxels), and the
+    gradient is accumulated in place into one buffer: dS/dp_i = -sum_j k_ij p_j over both pair directions.
+    """
+
+    @staticmethod
+    def forward(ctx, probs, feats, mask, offsets):
+        ctx.offsets = offsets
+        ctx.save_for_backward(probs, feats, mask)
+        total = probs.new_zeros(())
+        for src, dst, k in _pair_kernels(feats, mask, offsets):
+            dot = (probs[_ALL + src] * probs[_ALL + dst]).sum(dim=1)
+            total += (k * (1.0 - dot)).sum()
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_total):
+        probs, feats, mask = ctx.saved_tensors
+        grad = torch.zeros_like(probs)
+        for src, dst, k in _pair_kernels(feats, mask, ctx.offsets):
+            k = k.unsqueeze(1)
+            grad[_ALL + src].addcmul_(k, probs[_ALL + dst])
+            grad[_ALL + dst].addcmul_(k, probs[_ALL + src])
+        return -grad_total * grad, None, None, None
 
 
 class MultiViewGatedCRFLoss(nn.Module):
@@ -219,17 +266,10 @@ class MultiViewGatedCRFLoss(nn.Module):
         n_valid = mask.sum() if mask is not None else torch.tensor(float(probs.shape[0] * math.prod(shape)),
                                                                    device=probs.device)
 
-        total = probs.sum() * 0.0  # attached to the graph even when no pair exists
-        full = (slice(None), slice(None))
+        offsets = []
         for off, count in self._offsets(nd, shape).items():
-            dist2 = sum((d * s) ** 2 for d, s in zip(off, steps))
-            coef = count * math.exp(-dist2 / (2.0 * self.sigma_xy ** 2))
-            src, dst = _pair_slices(off, shape)
-            diff = feats[full + src] - feats[full + dst]
-            k = torch.exp(-0.5 * (diff * diff).sum(dim=1))
-            if mask is not None:
-                k = k * (mask[full + src] * mask[full + dst])[:, 0]
-            compat = 1.0 - (probs[full + src] * probs[full + dst]).sum(dim=1)
-            total = total + coef * (k * compat).sum()
+            dist2 = sum((d * st) ** 2 for d, st in zip(off, steps))
+            offsets.append((off, count * math.exp(-dist2 / (2.0 * self.sigma_xy ** 2))))
+        total = _PottsPairSum.apply(probs, feats.contiguous(), mask, offsets)
         # each unordered pair stands for the two ordered pairs (i, j) and (j, i)
         return 2.0 * self.weight * total / (n_views * n_valid.clamp_min(1.0))
