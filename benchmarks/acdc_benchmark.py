@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from nnunet_weak.evaluation.evaluate_dense import evaluate_folder
+from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.experiment import steps
 from nnunet_weak.utilities.errors import NNWError
 
@@ -177,7 +177,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     with open(out_prefix + ".md", "w") as f:
         f.write(table)
     with open(out_prefix + ".json", "w") as f:
-        json.dump({"rows": rows, "published": PUBLISHED, "meta": meta}, f, indent=2, default=float)
+        json.dump(json_ready({"rows": rows, "published": PUBLISHED, "meta": meta}), f, indent=2, allow_nan=False)
     return table
 
 

@@ -113,12 +113,12 @@ def _check_outputs_free(paths: Sequence[Optional[str]], overwrite: bool) -> None
                        f"(overwrite=True) to replace, or choose another output prefix with -o.")
 
 
-def _json_ready(obj):
+def json_ready(obj):
     """Copy of ``obj`` with NaN/inf floats as None and numpy scalars as Python numbers (strict JSON)."""
     if isinstance(obj, dict):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
+        return {str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, (int, np.integer)):
@@ -189,7 +189,7 @@ def evaluate_folder(pred_folder: str, ref_folder: str, classes: Dict[str, int], 
             os.makedirs(os.path.dirname(path), exist_ok=True)
     if output_json is not None:
         with open(output_json, "w") as f:
-            json.dump(_json_ready(results), f, indent=2, allow_nan=False)
+            json.dump(json_ready(results), f, indent=2, allow_nan=False)
     if output_md is not None:
         with open(output_md, "w") as f:
             f.write(format_markdown(results, classes))

@@ -1,0 +1,50 @@
+"""The benchmark harness's bookkeeping: run parsing, the cost ratio, the table and the chart."""
+import importlib.util
+import json
+import os
+import types
+
+import pytest
+
+from nnunet_weak.utilities.errors import NNWError
+
+_spec = importlib.util.spec_from_file_location(
+    "acdc_benchmark", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "acdc_benchmark.py"))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_parse_run():
+    run = bench.parse_run("801:nnUNetTrainerPCE:pCE on scribbles")
+    assert (run["dataset_id"], run["dataset"], run["trainer"], run["label"]) == \
+        (801, "Dataset801_ACDCScribble", "nnUNetTrainerPCE", "pCE on scribbles")
+    assert bench.parse_run("802:nnUNetTrainerBudget")["label"] == "nnUNetTrainerBudget on 802"
+    with pytest.raises(NNWError, match="DATASET_ID:TRAINER"):
+        bench.parse_run("nnUNetTrainerPCE")
+    with pytest.raises(NNWError, match="no conversion"):
+        bench.parse_run("999:nnUNetTrainerPCE")
+
+
+def _row(label, trainer, mean_dice, sec):
+    return {"label": label, "trainer": trainer, "dataset": "Dataset801_ACDCScribble", "n_cases": 40,
+            "dice": {"RV": mean_dice, "MYO": mean_dice, "LV": mean_dice}, "mean_dice": mean_dice,
+            "mean_hd95": float("nan"), "sec_per_iter": sec, "sec_per_case": 3.0}
+
+
+def test_report_table_json_and_chart(tmp_path):
+    rows = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.8, 0.5), _row("pCE", "nnUNetTrainerPCE", 0.7, 0.75)]
+    args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False,
+                                 workdir="/w", out=str(tmp_path / "res"))
+    env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
+                            "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}
+    table = bench.report(rows, args, ["--source", "d", "--run", "801:nnUNetTrainerPCE:pCE"], env,
+                         {"batch_size": 12, "patch_size": [128, 112]})
+    pce_line = next(line for line in table.splitlines() if line.startswith("| pCE |"))
+    assert "| 1.50 |" in pce_line  # 0.75 s / 0.5 s against nnUNetTrainer(Budget)
+    assert "| - |" in pce_line  # NaN HD95 is shown as '-', never as a number
+    assert "0.897" in table and "PCLMix (published)" in table
+    assert "2 epochs x 3 iterations = 6 iterations" in table
+    saved = json.loads((tmp_path / "res.json").read_text())
+    assert saved["rows"][0]["mean_hd95"] is None  # strict JSON: NaN written as null
+    assert saved["meta"]["invocation"].endswith("--run 801:nnUNetTrainerPCE:pCE")
+    assert (tmp_path / "res.png").stat().st_size > 1000
