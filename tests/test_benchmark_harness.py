@@ -37,7 +37,7 @@ def test_report_table_json_and_chart(tmp_path):
                                  workdir="/w", out=str(tmp_path / "res"))
     env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
                             "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}
-    table = bench.report(rows, args, ["--source", "d", "--run", "801:nnUNetTrainerPCE:pCE"], env,
+    table = bench.report(rows, args, bench.invocation(["--source", "d", "--run", "801:nnUNetTrainerPCE:pCE"]), env,
                          {"batch_size": 12, "patch_size": [128, 112]})
     pce_line = next(line for line in table.splitlines() if line.startswith("| pCE |"))
     assert "| 1.50 |" in pce_line  # 0.75 s / 0.5 s against nnUNetTrainer(Budget)
@@ -48,3 +48,11 @@ def test_report_table_json_and_chart(tmp_path):
     assert saved["rows"][0]["mean_hd95"] is None  # strict JSON: NaN written as null
     assert saved["meta"]["invocation"].endswith("--run 801:nnUNetTrainerPCE:pCE")
     assert (tmp_path / "res.png").stat().st_size > 1000
+
+
+def test_seconds_per_iteration_is_robust_median(tmp_path):
+    from nnunet_weak.experiment.steps import train_seconds_per_iteration
+    (tmp_path / "nnunet_weak_timing.json").write_text(json.dumps(
+        {"iterations_per_epoch": 10, "epochs": [30.0, 5.0, 6.0, 50.0, 7.0]}))  # warm-up, then one noisy epoch
+    assert train_seconds_per_iteration(str(tmp_path)) == pytest.approx(0.65)
+    assert train_seconds_per_iteration(str(tmp_path / "missing")) is None

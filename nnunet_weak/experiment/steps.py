@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+
 from nnunet_weak.training.budget import TIMING_FILE
 from nnunet_weak.utilities.errors import NNWError
 
@@ -65,15 +67,16 @@ def model_folder(env: Dict[str, str], dataset_name: str, trainer: str, configura
 
 
 def train_seconds_per_iteration(fold_folder: str, skip_first: bool = True) -> Optional[float]:
-    """Mean seconds per training iteration from the trainer's timing file (first epoch = warm-up, skipped
-    when there are more)."""
+    """Seconds per training iteration from the trainer's timing file: the median epoch (robust to a noisy
+    neighbour on a shared machine) divided by the iterations per epoch; the first epoch (warm-up) is skipped
+    when there are more."""
     path = os.path.join(fold_folder, TIMING_FILE)
     if not os.path.isfile(path):
         return None
     with open(path) as f:
         record = json.load(f)
     epochs = record["epochs"][1:] if skip_first and len(record["epochs"]) > 1 else record["epochs"]
-    return sum(epochs) / (len(epochs) * record["iterations_per_epoch"]) if epochs else None
+    return float(np.median(epochs)) / record["iterations_per_epoch"] if epochs else None
 
 
 def plan_and_preprocess(dataset_id: int, configurations: List[str], env: Dict[str, str], log_file: str) -> float:
