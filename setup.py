@@ -37,6 +37,7 @@ setup(
         "SimpleITK",
         "scipy",
         "scikit-image",
+        "numba",
         "matplotlib",
     ],
     extras_require={"test": ["pytest"]},
