@@ -171,6 +171,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
                      f"{_fmt(r['mean_hd95'], 2)} | {_fmt(r['sec_per_iter'])} | {ratio} | {_fmt(r['sec_per_case'], 1)} |")
     for name, dice, hd in PUBLISHED:
         lines.append(f"| {name} | - | published fold-0 predictions | | | | {dice:.3f} | {hd:.2f} | | | |")
+    lines += [f"\nNote: {n}" for n in meta.get("notes", [])]
     lines += ["", "Reproduce:", "", "```", meta["invocation"], "```", "",
               "Commands this run executed (in order; $WORK is the work folder):", "", "```"] + meta["commands"] + ["```", ""]
     table = "\n".join(lines)
@@ -225,6 +226,7 @@ def main(argv=None) -> int:
     parser.add_argument("--retrain", action="store_true", help="train again even if a final checkpoint exists")
     parser.add_argument("--rescore-timing", action="store_true",
                         help="only rewrite the report of a finished benchmark (--out) with the current timing statistic")
+    parser.add_argument("--note", action="append", default=[], help="a measurement note printed under the table")
     parser.add_argument("--tta", action="store_true",
                         help="predict with nnU-Net's mirroring TTA (about 4x the prediction time on a CPU)")
     args = parser.parse_args(argv)
@@ -278,7 +280,7 @@ def rescore_timing(args, env: dict, config: dict) -> str:
 
 def report(rows: list, args, invoked: str, env: dict, config: dict) -> str:
     meta = {"fold": args.fold, "configuration": args.configuration, "epochs": args.epochs, "iters": args.iters,
-            "tta": args.tta,
+            "tta": args.tta, "notes": args.note,
             "val_iters": args.val_iters, "batch_size": config.get("batch_size"),
             "patch_size": config.get("patch_size"), "n_val_cases": rows[0]["n_cases"], "machine": machine(),
             "invocation": invoked,

@@ -33,7 +33,7 @@ def _row(label, trainer, mean_dice, sec):
 
 def test_report_table_json_and_chart(tmp_path):
     rows = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.8, 0.5), _row("pCE", "nnUNetTrainerPCE", 0.7, 0.75)]
-    args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False,
+    args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False, note=["n1"],
                                  workdir="/w", out=str(tmp_path / "res"))
     env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
                             "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}
@@ -43,7 +43,7 @@ def test_report_table_json_and_chart(tmp_path):
     assert "| 1.50 |" in pce_line  # 0.75 s / 0.5 s against nnUNetTrainer(Budget)
     assert "| - |" in pce_line  # NaN HD95 is shown as '-', never as a number
     assert "0.897" in table and "PCLMix (published)" in table
-    assert "2 epochs x 3 iterations = 6 iterations" in table
+    assert "2 epochs x 3 iterations = 6 iterations" in table and "Note: n1" in table
     saved = json.loads((tmp_path / "res.json").read_text())
     assert saved["rows"][0]["mean_hd95"] is None  # strict JSON: NaN written as null
     assert saved["meta"]["invocation"].endswith("--run 801:nnUNetTrainerPCE:pCE")
