@@ -217,6 +217,20 @@ def _geodistk():
     return GeodisTK
 
 
+def _checked_inputs(image, seeds, spacing, lam, iterations, backend, axes: str):
+    """(iterations as int, channel-last image, seeds array) after the checks shared by the 2D and 3D scans;
+    ``axes`` names the spatial axes in order, e.g. "z, y, x"."""
+    ndim = len(axes.split(","))
+    n_iter = _check_common(lam, iterations, backend)
+    img = _as_channel_last(image, ndim)
+    seeds = np.asarray(seeds)
+    if seeds.shape != img.shape[:ndim]:
+        raise NNWError(f"seeds have shape {seeds.shape} but the image has spatial shape {img.shape[:ndim]}.")
+    if len(spacing) != ndim:
+        raise NNWError(f"spacing must have {ndim} values ({axes}), got {tuple(spacing)}.")
+    return n_iter, img, seeds
+
+
 def geodesic_distance_3d(image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0),
                          lam: float = DEFAULT_LAMBDA, iterations: Optional[int] = DEFAULT_ITERATIONS,
                          backend: str = "numba") -> np.ndarray:
@@ -226,13 +240,7 @@ def geodesic_distance_3d(image: np.ndarray, seeds: np.ndarray, spacing: Sequence
     ``lam`` in [0, 1] (0: spatial distance only); ``iterations``: forward+backward sweep pairs, ``None`` = until
     converged. Returns float32 (D, H, W); voxels no seed reaches keep 1e10 (as GeodisTK).
     """
-    n_iter = _check_common(lam, iterations, backend)
-    img = _as_channel_last(image, 3)
-    seeds = np.asarray(seeds)
-    if seeds.shape != img.shape[:3]:
-        raise NNWError(f"seeds have shape {seeds.shape} but the image has spatial shape {img.shape[:3]}.")
-    if len(spacing) != 3:
-        raise NNWError(f"spacing must have 3 values (z, y, x), got {tuple(spacing)}.")
+    n_iter, img, seeds = _checked_inputs(image, seeds, spacing, lam, iterations, backend, "z, y, x")
     if backend == "geodistk":
         if n_iter < 0:
             raise NNWError("GeodisTK has no 'until converged' mode; pass an integer number of iterations.")
@@ -251,13 +259,7 @@ def geodesic_distance_2d(image: np.ndarray, seeds: np.ndarray, lam: float = DEFA
     GeodisTK's 2D scan has no spacing (unit steps); ``spacing`` (y, x) defaults to that. The 2D half-masks are
     the in-plane parts of the 3D ones, so this runs the 3D kernel on a single plane.
     """
-    n_iter = _check_common(lam, iterations, backend)
-    img = _as_channel_last(image, 2)
-    seeds = np.asarray(seeds)
-    if seeds.shape != img.shape[:2]:
-        raise NNWError(f"seeds have shape {seeds.shape} but the image has spatial shape {img.shape[:2]}.")
-    if len(spacing) != 2:
-        raise NNWError(f"spacing must have 2 values (y, x), got {tuple(spacing)}.")
+    n_iter, img, seeds = _checked_inputs(image, seeds, spacing, lam, iterations, backend, "y, x")
     if backend == "geodistk":
         if n_iter < 0 or tuple(float(s) for s in spacing) != (1.0, 1.0):
             raise NNWError("GeodisTK's 2D scan supports neither spacing nor 'until converged'.")
