@@ -21,6 +21,7 @@ import sys
 import time
 
 import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import load_json
 
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.experiment import steps
@@ -74,22 +75,21 @@ def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configura
     preprocessed = os.path.join(env["nnUNet_preprocessed"], name)
     plans_file = os.path.join(preprocessed, "nnUNetPlans.json")
     parent = "2d" if configuration.startswith("2d") else "3d_fullres"
-    if not (os.path.isfile(plans_file) and configuration in json.load(open(plans_file))["configurations"]
+    if not (os.path.isfile(plans_file) and configuration in load_json(plans_file)["configurations"]
             and os.path.isdir(os.path.join(preprocessed, f"nnUNetPlans_{parent}"))):
         print(f"[benchmark] planning and preprocessing {name} ({parent} + lite)")
         steps.plan_and_preprocess(dataset_id, [parent], env, log)
     splits_raw, splits_pre = os.path.join(raw, "splits_final.json"), os.path.join(preprocessed, "splits_final.json")
     if not os.path.isfile(splits_pre):
         shutil.copy(splits_raw, splits_pre)
-    elif json.load(open(splits_pre)) != json.load(open(splits_raw)):
+    elif load_json(splits_pre) != load_json(splits_raw):
         raise NNWError(f"{splits_pre} differs from {splits_raw}; remove one of them so the benchmark folds are the "
                        f"published ones.")
     return raw
 
 
 def validation_cases(env: dict, dataset: str, fold: int) -> list:
-    with open(os.path.join(env["nnUNet_preprocessed"], dataset, "splits_final.json")) as f:
-        return sorted(json.load(f)[fold]["val"])
+    return sorted(load_json(os.path.join(env["nnUNet_preprocessed"], dataset, "splits_final.json"))[fold]["val"])
 
 
 def link_inputs(raw: str, cases: list, folder: str) -> str:
@@ -206,7 +206,6 @@ def bar_chart(rows: list, path: str) -> None:
 
 def machine() -> str:
     import torch
-    import nnunetv2  # noqa: F401
     from importlib.metadata import version
     return (f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU used (-device cpu), Python "
             f"{platform.python_version()}, torch {torch.__version__}, nnunetv2 {version('nnunetv2')}")
@@ -242,7 +241,7 @@ def main(argv=None) -> int:
         for dataset_id in dict.fromkeys(r["dataset_id"] for r in runs):
             prepare_dataset(dataset_id, os.path.abspath(args.source), env, log, args.configuration)
 
-    plans = json.load(open(os.path.join(env["nnUNet_preprocessed"], runs[0]["dataset"], "nnUNetPlans.json")))
+    plans = load_json(os.path.join(env["nnUNet_preprocessed"], runs[0]["dataset"], "nnUNetPlans.json"))
     config = plans["configurations"][args.configuration]
     if args.rescore_timing:
         print(rescore_timing(args, env, config))
@@ -265,8 +264,10 @@ def invocation(argv) -> str:
 
 def rescore_timing(args, env: dict, config: dict) -> str:
     """Rewrite the report of a finished benchmark from its JSON with the current timing statistic."""
-    with open(args.out + ".json") as f:
-        saved = json.load(f)
+    if not os.path.isfile(args.out + ".json"):
+        raise NNWError(f"{args.out}.json not found: --rescore-timing rewrites a finished benchmark's report; "
+                       f"pass the --out prefix of that run.")
+    saved = load_json(args.out + ".json")
     rows = saved["rows"]
     for r in rows:
         folder = steps.model_folder(env, r["dataset"], r["trainer"], args.configuration)
