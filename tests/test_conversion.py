@@ -261,3 +261,40 @@ def test_simulate_dataset(acdc, tmp_path, monkeypatch):
     scribble_ds = _script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
     with pytest.raises(NNWError, match="ignore"):
         sim.simulate_dataset(scribble_ds, str(tmp_path / "x"), verbose=False)
+
+
+def test_acdc_points_conversion(acdc, tmp_path):
+    raw = tmp_path / "raw"
+    _script("Dataset804_ACDCPoints").main([str(acdc), str(raw)])
+    out = raw / "Dataset804_ACDCPoints"
+    dj = json.load(open(out / "dataset.json"))
+    assert dj["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3, "ignore": 4}
+    assert _listing(out / "points") == [f"{c}.json" for c in _cases()]
+    for c in _cases():
+        labels = _arr(out / "labelsTr" / f"{c}.nii.gz")
+        dense = _dense(int(c[7:10]) + int(c[-2:]))
+        np.testing.assert_array_equal(_arr(out / "labelsTr_dense" / f"{c}.nii.gz"), dense)
+        assert set(np.unique(labels)) <= {0, 1, 2, 3, 4} and 4 in labels and 0 in labels
+        points = json.load(open(out / "points" / f"{c}.json"))["points"]
+        for p in points:
+            if p["kind"] == "foreground":  # the click itself is labelled with its class, inside the target
+                assert labels[tuple(p["voxel"])] == p["label"] == dense[tuple(p["voxel"])]
+        assert _read(out / "labelsTr" / f"{c}.nii.gz").GetSpacing() == pytest.approx(SPACING)
+    quality = json.load(open(out / "seed_quality.json"))
+    assert quality["cases"] == len(_cases()) and set(quality["classes"]) == {"background", "RV", "MYO", "LV"}
+    with open(out / "seed_quality.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + 4 * len(_cases())
+    with pytest.raises(NNWError, match="--overwrite"):
+        _script("Dataset804_ACDCPoints").main([str(acdc), str(raw)])
+
+
+def test_seed_quality_counts():
+    from nnunet_weak.annotation.seed_quality import SeedQualityReport
+    dense = np.array([[0, 0, 1, 1, 1, 2]])
+    seeds = np.array([[0, 9, 1, 1, 2, 9]])  # 9 = ignore
+    report = SeedQualityReport({0: "bg", 1: "a", 2: "b"}, ignore_label=9)
+    report.add("c1", seeds, dense)
+    s = report.summary()
+    assert s["classes"]["a"]["micro"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "dice": pytest.approx(0.8)}
+    assert s["classes"]["b"]["micro"]["precision"] == 0.0 and s["classes"]["b"]["micro"]["recall"] == 0.0
+    assert s["classes"]["bg"]["micro"]["recall"] == 0.5 and s["labelled_fraction"] == pytest.approx(4 / 6)

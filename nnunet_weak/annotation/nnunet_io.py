@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -27,7 +27,8 @@ OVERWRITE_FLAG = "--overwrite"
 DENSE_FOLDER = "labelsTr_dense"
 SPLITS_FILE = "splits_final.json"
 # what a conversion writes into a dataset folder; --overwrite removes exactly these, nothing else
-OUTPUT_ENTRIES = ("imagesTr", "labelsTr", DENSE_FOLDER, "imagesTs", "labelsTs", "dataset.json", SPLITS_FILE)
+OUTPUT_ENTRIES = ("imagesTr", "labelsTr", DENSE_FOLDER, "imagesTs", "labelsTs", "dataset.json", SPLITS_FILE,
+                  "points", "seed_quality.csv", "seed_quality.json")
 
 CARDIAC_LABELS = {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
 CARDIAC_IGNORE = 4
@@ -318,10 +319,14 @@ def find_acdc_frames(source: str) -> List[AcdcFrame]:
 
 
 def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: bool, overwrite: bool = False,
-                 verbose: bool = True) -> str:
+                 verbose: bool = True,
+                 weak_labels: Optional[Callable[[AcdcFrame, sitk.Image, np.ndarray], np.ndarray]] = None,
+                 kind: Optional[str] = None) -> str:
     """Convert every ACDC frame into ``nnunet_raw/dataset_name``; shared by Dataset801 (``scribbles=True``:
-    labelsTr = scribbles, ignore 4) and Dataset802 (``scribbles=False``: labelsTr = dense gt). Both keep the dense
-    gt in labelsTr_dense and write the 5-fold WSL4MIS/PCLMix splits. Returns the dataset folder."""
+    labelsTr = scribbles, ignore 4), Dataset802 (``scribbles=False``: labelsTr = dense gt) and Dataset804
+    (``weak_labels``: a function (frame, image, dense gt (z, y, x)) -> labelsTr array with ignore 4, e.g. expanded
+    points; ``kind`` describes it in dataset.json). All keep the dense gt in labelsTr_dense and write the 5-fold
+    WSL4MIS/PCLMix splits. Returns the dataset folder."""
     frames = find_acdc_frames(source)
     target = os.path.join(nnunet_raw, dataset_name)
     splits = acdc_five_fold_splits(f.case for f in frames)
@@ -334,7 +339,10 @@ def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: boo
         image = copy_image(frame.image, os.path.join(target, "imagesTr", f"{frame.case}_0000.nii.gz"))
         gt, gt_moved = label_array(frame.gt, CARDIAC_IGNORE - 1, image)
         write_label(gt, image, os.path.join(target, DENSE_FOLDER, f"{frame.case}.nii.gz"), frame.gt)
-        if scribbles:
+        if weak_labels is not None:
+            write_label(weak_labels(frame, image, gt), image, os.path.join(target, "labelsTr", f"{frame.case}.nii.gz"),
+                        frame.gt)
+        elif scribbles:
             scribble, sc_moved = label_array(frame.scribble, CARDIAC_IGNORE, image)
             write_label(scribble, image, os.path.join(target, "labelsTr", f"{frame.case}.nii.gz"), frame.scribble)
             gt_moved = gt_moved or sc_moved
@@ -344,9 +352,11 @@ def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: boo
         geometry_fixed += int(gt_moved)
 
     labels = dict(CARDIAC_LABELS)
-    if scribbles:
+    weak = scribbles or weak_labels is not None
+    if weak:
         labels["ignore"] = CARDIAC_IGNORE
-    kind = "scribbles (Valvano et al. 2021)" if scribbles else "dense reference labels"
+    if kind is None:
+        kind = "scribbles (Valvano et al. 2021)" if weak else "dense reference labels"
     write_dataset_json(target, labels, len(frames), name=dataset_name,
                        description=f"ACDC cine MRI, ED and ES frames of {len({f.patient for f in frames})} "
                                    f"patients; labelsTr: {kind}; {DENSE_FOLDER}: dense labels for evaluation. "
