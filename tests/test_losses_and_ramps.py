@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nnunet_weak.losses.partial_ce import PartialCrossEntropy
-from nnunet_weak.training.pce import deep_supervision_weights
+from nnunet_weak.training.loss_factory import deep_supervision_weights
 from nnunet_weak.utilities.ramps import cosine_rampdown, linear_rampup, ramp, sigmoid_rampup
 
 

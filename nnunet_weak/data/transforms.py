@@ -1,5 +1,6 @@
 """Transform-pipeline edits shared by the weak trainers."""
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgeneratorsv2.transforms.utils.random import RandomTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
 
 
@@ -22,3 +23,18 @@ def pad_as_ignore(pipeline: ComposeTransforms, ignore_label: int) -> int:
         elif isinstance(t, ComposeTransforms):
             changed += pad_as_ignore(t, ignore_label)
     return changed
+
+
+def drop_random_transforms(pipeline: ComposeTransforms, kinds: tuple) -> int:
+    """Remove, in place, every ``RandomTransform`` that wraps a transform of one of ``kinds`` (nested
+    pipelines included). Returns how many were removed, so a caller can tell when nnU-Net's pipeline changed."""
+    kept, removed = [], 0
+    for t in pipeline.transforms:
+        if isinstance(t, RandomTransform) and isinstance(t.transform, kinds):
+            removed += 1
+            continue
+        if isinstance(t, ComposeTransforms):
+            removed += drop_random_transforms(t, kinds)
+        kept.append(t)
+    pipeline.transforms = kept
+    return removed

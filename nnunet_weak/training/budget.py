@@ -41,6 +41,7 @@ class nnUNetTrainerBudget(nnUNetTrainer):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         changed = apply_training_length(self)
+        self.length_from_env = changed  # subclasses with their own default length must not override these
         if changed:
             self.print_to_log_file(f"nnunet_weak: training length from the environment: {changed}")
         self._train_phase_seconds = []

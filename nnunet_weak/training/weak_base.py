@@ -33,6 +33,10 @@ from nnunet_weak.utilities.ramps import ramp
 EXTRA_STATE_KEY = "nnunet_weak_extra_state"
 
 
+def _parameters(optimizer: torch.optim.Optimizer) -> List[torch.nn.Parameter]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
     """nnU-Net+pL with the weak-label plumbing switched on; the base of all method trainers.
 
@@ -161,9 +165,10 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
             return torch.autocast("cuda", enabled=True)
         return contextlib.nullcontext()
 
-    def trainable_parameters(self) -> List[torch.nn.Parameter]:
-        """Parameters that are clipped and stepped; subclasses with auxiliary modules extend this."""
-        return list(self.network.parameters())
+    def optimizers(self) -> List[torch.optim.Optimizer]:
+        """Optimisers stepped after every loss; a trainer with a second network adds its own (each one's
+        parameters are gradient-clipped on their own, as if the networks were trained apart)."""
+        return [self.optimizer]
 
     @staticmethod
     def images_per_scale(data: torch.Tensor, outputs: Union[torch.Tensor, List[torch.Tensor]]) -> List[torch.Tensor]:
@@ -190,21 +195,25 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
             else target.to(self.device, non_blocking=True)
 
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizers = self.optimizers()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             output = self.network(data)
             loss, logs = self.compute_loss(output, target, data, batch)
-        params = self.trainable_parameters()
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(params, 12)
-            self.grad_scaler.step(self.optimizer)
+            for optimizer in optimizers:
+                self.grad_scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(_parameters(optimizer), 12)
+            for optimizer in optimizers:
+                self.grad_scaler.step(optimizer)
             self.grad_scaler.update()
         else:
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 12)
-            self.optimizer.step()
+            for optimizer in optimizers:
+                torch.nn.utils.clip_grad_norm_(_parameters(optimizer), 12)
+                optimizer.step()
         self._iter_in_epoch += 1
         out = {"loss": loss.detach().cpu().numpy()}
         out.update({k: np.asarray(float(v)) for k, v in logs.items()})

@@ -11,6 +11,10 @@
 |                           | holds unlabelled (all-ignore) cases, in [0, 1]                      |                  |
 | NNW_PAD_AS_IGNORE         | 1: padded / rotated-in border pixels get the ignore label, 0: they  | 1 for weak       |
 |                           | become background as in stock nnU-Net                               | trainers         |
+| NNW_SCM_PRIMARY_CHECKPOINT| stage-1 checkpoint of nnUNetTrainerPASegSCM's primary network       | nnUNetTrainerPASeg|
+|                           |                                                                     | fold's final ckpt|
+| NNW_SCM_AUX_CHECKPOINT    | stage-1 checkpoint of its auxiliary network                         | nnUNetTrainer-   |
+|                           |                                                                     | PASegAux's       |
 
 Bad values raise :class:`NNWError` naming the variable.
 """
@@ -48,6 +52,11 @@ def env_flag(name: str) -> Optional[bool]:
     table = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
     return _read(name, lambda s: table[s.lower()] if s.lower() in table else None, lambda v: v is not None,
                  "1 or 0")
+
+
+def env_path(name: str) -> Optional[str]:
+    """A file path from the environment; it must exist."""
+    return _read(name, str, os.path.isfile, "the path of an existing file")
 
 
 def require_env(name: str, purpose: str) -> str:
