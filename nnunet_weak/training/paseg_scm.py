@@ -1,0 +1,129 @@
+"""PA-Seg stage 2, Self and Cross Monitoring (spec ``paseg.md`` sections 4 and 7.3).
+
+Two stage-1 models of different architecture go on training together, without the weak labels:
+
+    L_a = (1 - alpha) * DiceCE(z_a, argmax snapshot_a) + alpha * T^2 KL(softmax(snapshot_b / T) || softmax(z_a / T))
+
+and symmetrically for b, alpha = 0.5, T = 4. ``snapshot_a`` / ``snapshot_b`` are frozen copies of the two
+models; they give the pseudo labels (self monitoring) and the soft targets of the peer (cross monitoring) on the
+same augmented patch, and are refreshed with the current weights every 20 % of the epochs (the original reloads
+the best-on-dense-validation checkpoint; without dense labels there is no best, spec 7.3). DiceCE is nnU-Net's
+Dice + CE with deep supervision, without ignore label; the KD term uses the full-resolution heads.
+
+- primary a = nnU-Net's network from the plans, initialised from ``nnUNetTrainerPASeg``'s final checkpoint of the
+  same dataset, plans, configuration and fold; auxiliary b = the peer architecture, from ``nnUNetTrainerPASegAux``'s
+  (``NNW_SCM_PRIMARY_CHECKPOINT`` / ``NNW_SCM_AUX_CHECKPOINT`` point elsewhere). All weights are loaded,
+  segmentation layers included.
+- Each network has its own SGD optimiser and poly schedule; gradients are clipped per network.
+- Default length: a third of nnU-Net's 1000 epochs (spec: stage 2 = 1/3 of stage 1 for VS); ``NNW_NUM_EPOCHS``
+  overrides it.
+- The checkpoint's ``network_weights`` hold the primary only, so ``nnUNetv2_predict -tr nnUNetTrainerPASegSCM``
+  predicts with it; the auxiliary network, its optimiser and both snapshots are extra checkpoint state, so
+  ``--c`` resumes. Validation (pseudo Dice) uses the primary with nnU-Net's partial loss on the weak labels.
+"""
+import os
+from os.path import join
+
+import torch
+from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+from nnunet_weak.losses.distillation import KnowledgeDistillationLoss
+from nnunet_weak.training.loss_factory import dice_ce_loss, hard_targets_like
+from nnunet_weak.training.paseg import nnUNetTrainerPASeg, nnUNetTrainerPASegAux
+from nnunet_weak.training.two_networks import (frozen_copy, load_network_weights, optimizer_like_nnunet, refresh,
+                                               set_deep_supervision, unwrap)
+from nnunet_weak.utilities.env import env_path
+
+
+class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
+    alpha = 0.5
+    temperature = 4.0
+    refresh_fraction = 0.2        # snapshots take the current weights every this fraction of the epochs
+    stage2_length = 1 / 3         # of nnU-Net's default epochs, unless NNW_NUM_EPOCHS is set
+    primary_stage1_trainer = "nnUNetTrainerPASeg"
+    aux_stage1_trainer = "nnUNetTrainerPASegAux"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if "num_epochs" not in self.length_from_env:
+            self.num_epochs = max(1, round(self.num_epochs * self.stage2_length))
+        self.kd_loss = KnowledgeDistillationLoss(self.temperature)
+        self._resumed = False
+
+    # ------------------------------------------------------------------ setup
+    def initialize(self):
+        if self.was_initialized:
+            return
+        super().initialize()
+        self.aux_network = nnUNetTrainerPASegAux.build_network_architecture(
+            self.plans_manager, self.configuration_manager, self.num_input_channels,
+            self.label_manager.num_segmentation_heads, self.enable_deep_supervision).to(self.device)
+        self.aux_optimizer, self.aux_lr_scheduler = optimizer_like_nnunet(self, self.aux_network)
+        self.snapshot_primary = frozen_copy(self.network)
+        self.snapshot_aux = frozen_copy(self.aux_network)
+        self.pseudo_label_loss = dice_ce_loss(self, ignore_label=None)
+        self.register_extra_state("aux_network", self.aux_network)
+        self.register_extra_state("aux_optimizer", self.aux_optimizer)
+        self.register_extra_state("snapshot_primary", self.snapshot_primary)
+        self.register_extra_state("snapshot_aux", self.snapshot_aux)
+
+    def stage1_checkpoints(self):
+        """(primary, auxiliary) stage-1 checkpoint paths: the environment's, else the standard output folders."""
+        def default(trainer_name):
+            folder = get_output_folder(self.plans_manager.dataset_name, trainer_name,
+                                       self.plans_manager.plans_name, self.configuration_name, self.fold)
+            return join(folder, "checkpoint_final.pth")
+        return (env_path("NNW_SCM_PRIMARY_CHECKPOINT") or default(self.primary_stage1_trainer),
+                env_path("NNW_SCM_AUX_CHECKPOINT") or default(self.aux_stage1_trainer))
+
+    def load_checkpoint(self, filename_or_checkpoint):
+        super().load_checkpoint(filename_or_checkpoint)
+        self._resumed = True
+
+    def on_train_start(self):
+        super().on_train_start()
+        set_deep_supervision(self.aux_network, self.enable_deep_supervision)
+        if self._resumed:
+            return
+        primary, aux = self.stage1_checkpoints()
+        load_network_weights(self.network, primary, self.configuration_name,
+                             "the primary network of nnUNetTrainerPASegSCM", "NNW_SCM_PRIMARY_CHECKPOINT")
+        load_network_weights(self.aux_network, aux, self.configuration_name,
+                             "the auxiliary network of nnUNetTrainerPASegSCM", "NNW_SCM_AUX_CHECKPOINT")
+        self.refresh_snapshots()
+        self.print_to_log_file(f"nnunet_weak: stage 2 starts from {primary} and {aux}")
+
+    def refresh_snapshots(self):
+        refresh(self.snapshot_primary, self.network)
+        refresh(self.snapshot_aux, self.aux_network)
+
+    def on_train_epoch_start(self):
+        every = max(1, round(self.refresh_fraction * self.num_epochs))
+        if self.current_epoch > 0 and self.current_epoch % every == 0:
+            self.refresh_snapshots()
+            self.print_to_log_file("nnunet_weak: snapshots refreshed with the current weights")
+        self.aux_network.train()
+        self.aux_lr_scheduler.step(self.current_epoch)
+        super().on_train_epoch_start()
+
+    def optimizers(self):
+        return [self.optimizer, self.aux_optimizer]
+
+    # ------------------------------------------------------------------ loss
+    def _monitored_loss(self, output, own_snapshot, peer_snapshot):
+        deep = isinstance(output, (list, tuple))
+        pseudo = hard_targets_like(own_snapshot.argmax(dim=1, keepdim=True), output)
+        self_term = self.pseudo_label_loss(output, pseudo if deep else pseudo[0])
+        cross_term = self.kd_loss(output[0] if deep else output, peer_snapshot)
+        return (1 - self.alpha) * self_term + self.alpha * cross_term, self_term, cross_term
+
+    def compute_loss(self, output, target, data, batch):
+        aux_output = self.aux_network(data)
+        with torch.no_grad():
+            snap_a, snap_b = self.snapshot_primary(data), self.snapshot_aux(data)
+        loss_a, self_a, kd_a = self._monitored_loss(output, snap_a, snap_b)
+        loss_b, self_b, kd_b = self._monitored_loss(aux_output, snap_b, snap_a)
+        logs = {"primary": loss_a.detach(), "aux": loss_b.detach(), "self_primary": self_a.detach(),
+                "kd_primary": kd_a.detach(), "self_aux": self_b.detach(), "kd_aux": kd_b.detach()}
+        return loss_a + loss_b, logs
