@@ -32,6 +32,7 @@ CONVERSIONS = {
     801: ("Dataset801_ACDCScribble", "ACDC"),
     802: ("Dataset802_ACDCDense", "ACDC"),
     803: ("Dataset803_MSCMRScribble", "MSCMRseg"),
+    804: ("Dataset804_ACDCPoints", "ACDC"),
 }
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
 # Published predictions on fold 0 (test = patients 001-020, 40 frames), 3D Dice per class and HD95 in mm,
@@ -132,6 +133,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         raise NNWError(f"{pred}: {result['n_cases']} predictions evaluated, {len(cases)} expected")
     return {
         **run,
+        "iterations": args.epochs * args.iters,
         "n_cases": result["n_cases"],
         "dice": {c: result["mean"][c]["dice"] for c in CLASSES},
         "hd95": {c: result["mean"][c]["hd95"] for c in CLASSES},
@@ -154,25 +156,28 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     lines = [f"# ACDC benchmark, fold {meta['fold']} ({meta['n_val_cases']} validation frames), {meta['configuration']}",
              "",
              f"Budget: {meta['epochs']} epochs x {meta['iters']} iterations = {meta['epochs'] * meta['iters']} "
-             f"iterations per trainer (batch {meta['batch_size']}, patch {meta['patch_size']}). "
+             f"iterations per trainer unless the 'iterations' column says otherwise (batch {meta['batch_size']}, "
+             f"patch {meta['patch_size']}). "
              f"Machine: {meta['machine']}.",
              "Dice and HD95 (mm): 3D per frame and class against the dense reference labels, averaged over frames "
              "(empty predictions: Dice 0, HD95 excluded and counted). sec/iter: training phase wall time per "
              "iteration (data loading included; median epoch, first epoch skipped). sec/case: nnUNetv2_predict wall time "
              f"(start-up included, mirroring TTA {'on' if meta['tta'] else 'off'}) / number of frames.",
              "",
-             "| model | trainer | labels | Dice RV | Dice Myo | Dice LV | mean Dice | mean HD95 | sec/iter | "
-             "cost vs nnUNetTrainer | sec/case |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | trainer | labels | iterations | Dice RV | Dice Myo | Dice LV | mean Dice | mean HD95 | "
+             "sec/iter | cost vs nnUNetTrainer | sec/case |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = _fmt(r["sec_per_iter"] / base, 2) if base and r["sec_per_iter"] else "-"
-        lines.append(f"| {r['label']} | {r['trainer']} | {r['dataset']} | {_fmt(r['dice']['RV'])} | "
+        its = r.get("iterations", meta["epochs"] * meta["iters"])
+        lines.append(f"| {r['label']} | {r['trainer']} | {r['dataset']} | {its} | {_fmt(r['dice']['RV'])} | "
                      f"{_fmt(r['dice']['MYO'])} | {_fmt(r['dice']['LV'])} | **{_fmt(r['mean_dice'])}** | "
                      f"{_fmt(r['mean_hd95'], 2)} | {_fmt(r['sec_per_iter'])} | {ratio} | {_fmt(r['sec_per_case'], 1)} |")
     for name, dice, hd in PUBLISHED:
-        lines.append(f"| {name} | - | published fold-0 predictions | | | | {dice:.3f} | {hd:.2f} | | | |")
+        lines.append(f"| {name} | - | published fold-0 predictions | | | | | {dice:.3f} | {hd:.2f} | | | |")
     lines += [f"\nNote: {n}" for n in meta.get("notes", [])]
-    lines += ["", "Reproduce:", "", "```", meta["invocation"], "```", "",
+    invocations = meta["invocation"] if isinstance(meta["invocation"], list) else [meta["invocation"]]
+    lines += ["", "Reproduce (in order):", "", "```"] + invocations + ["```", "",
               "Commands this run executed (in order; $WORK is the work folder):", "", "```"] + meta["commands"] + ["```", ""]
     table = "\n".join(lines)
     with open(out_prefix + ".md", "w") as f:
@@ -225,6 +230,9 @@ def main(argv=None) -> int:
     parser.add_argument("--retrain", action="store_true", help="train again even if a final checkpoint exists")
     parser.add_argument("--rescore-timing", action="store_true",
                         help="only rewrite the report of a finished benchmark (--out) with the current timing statistic")
+    parser.add_argument("--append", action="store_true",
+                        help="add this invocation's rows to the report at --out (rows with the same label are "
+                             "replaced), e.g. a stage-2 trainer with a different --epochs")
     parser.add_argument("--note", action="append", default=[], help="a measurement note printed under the table")
     parser.add_argument("--tta", action="store_true",
                         help="predict with nnU-Net's mirroring TTA (about 4x the prediction time on a CPU)")
@@ -246,13 +254,21 @@ def main(argv=None) -> int:
     if args.rescore_timing:
         print(rescore_timing(args, env, config))
         return 0
-    rows = []
+    rows, invoked = [], invocation(argv)
+    if args.append and os.path.isfile(args.out + ".json"):
+        saved = load_json(args.out + ".json")
+        new_labels = {r["label"] for r in runs}
+        rows = [r for r in saved["rows"] if r["label"] not in new_labels]
+        earlier = saved["meta"]["invocation"]
+        invoked = (earlier if isinstance(earlier, list) else [earlier]) + [invoked]
+        args.note = [n for n in saved["meta"].get("notes", []) if n not in args.note] + args.note
+        steps.history[:] = [c.replace("$WORK", args.workdir) for c in saved["meta"]["commands"]]
     for run in runs:
         start = time.perf_counter()
         rows.append(run_one(run, args, env, log))
         print(f"[benchmark] {run['label']}: mean Dice {rows[-1]['mean_dice']:.3f}, mean HD95 "
               f"{rows[-1]['mean_hd95']:.2f} mm ({(time.perf_counter() - start) / 60:.1f} min)")
-        table = report(rows, args, invocation(argv), env, config)  # after every run: a stopped benchmark keeps its rows
+        table = report(rows, args, invoked, env, config)  # after every run: a stopped benchmark keeps its rows
     print(table)
     return 0
 

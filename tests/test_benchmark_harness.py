@@ -32,7 +32,8 @@ def _row(label, trainer, mean_dice, sec):
 
 
 def test_report_table_json_and_chart(tmp_path):
-    rows = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.8, 0.5), _row("pCE", "nnUNetTrainerPCE", 0.7, 0.75)]
+    rows = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.8, 0.5), _row("pCE", "nnUNetTrainerPCE", 0.7, 0.75),
+            {**_row("stage 2", "nnUNetTrainerPASegSCM", 0.6, 1.0), "iterations": 350}]
     args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False, note=["n1"],
                                  workdir="/w", out=str(tmp_path / "res"))
     env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
@@ -41,6 +42,8 @@ def test_report_table_json_and_chart(tmp_path):
                          {"batch_size": 12, "patch_size": [128, 112]})
     pce_line = next(line for line in table.splitlines() if line.startswith("| pCE |"))
     assert "| 1.50 |" in pce_line  # 0.75 s / 0.5 s against nnUNetTrainer(Budget)
+    assert "| 6 |" in pce_line  # rows without their own budget ran the invocation's
+    assert "| 350 |" in next(line for line in table.splitlines() if line.startswith("| stage 2 |"))
     assert "| - |" in pce_line  # NaN HD95 is shown as '-', never as a number
     assert "0.897" in table and "PCLMix (published)" in table
     assert "2 epochs x 3 iterations = 6 iterations" in table and "Note: n1" in table
