@@ -185,6 +185,12 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
             images.append(data if tuple(data.shape[2:]) == size else F.interpolate(data, size=size, mode="area"))
         return images
 
+    def network_forward(self, data: torch.Tensor):
+        """The training forward pass whose result ``compute_loss`` receives as ``output``; nnU-Net's
+        ``self.network(data)`` by default. Override for networks with training-only outputs (auxiliary decoders,
+        embeddings) so that they come from the same encoder pass."""
+        return self.network(data)
+
     def compute_loss(self, output, target, data: torch.Tensor, batch: dict) -> Tuple[torch.Tensor, dict]:
         """Loss of one step: (scalar tensor, dict of extra numpy/float values to log). Override this."""
         return self.loss(output, target), {}
@@ -199,7 +205,7 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            output = self.network(data)
+            output = self.network_forward(data)
             loss, logs = self.compute_loss(output, target, data, batch)
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
