@@ -5,3 +5,5 @@ from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase  # noqa: F401
 from nnunet_weak.training.paseg import (nnUNetTrainerPASeg, nnUNetTrainerPASeg_fullAug,  # noqa: F401
                                         nnUNetTrainerPASeg_noDS, nnUNetTrainerPASegAux)
 from nnunet_weak.training.paseg_scm import nnUNetTrainerPASegSCM  # noqa: F401
+from nnunet_weak.training.pclmix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMix_legacyContrast,  # noqa: F401
+                                         nnUNetTrainerPCLMix_noContrast, nnUNetTrainerPCLMix_noMix)
