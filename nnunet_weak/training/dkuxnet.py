@@ -1,0 +1,241 @@
+"""Dual-KMax UX-Net (Wu, Li, Zhang, ISBI 2024; spec ``dkuxnet.md`` sections 3, 7.5 and 8): two DKUXNets trained by
+mutual learning on labelled and unlabelled cases.
+
+Per step, with x the nnU-Net-augmented batch (the weak view), s(x) its strong intensity-only view
+(``nnunet_weak.data.strong_view``), l the labelled entries of the batch and t the fraction of training done:
+
+    A(s(x)) -> Y^A, G^A, conv^A;   B(x) -> Y^B, G^B, conv^B          one pass per network
+    L_sup(net) = DiceCE(Y, y) + 0.1 L_q(G, y) + 0.5 DiceCE(conv, y)  on the labelled entries only
+    L_segc = MSE(softmax Y^A, softmax Y^B);  L_qdc = MSE(G^A, G^B)   on all entries (sum over channels, mean over
+                                                                    voxels), gradients into both networks
+    L = L_sup(A) + L_sup(B) + lambda(t) (L_segc + L_qdc),  lambda(t) = 0.1 exp(-5 (1 - t / 0.4)^2), 0.1 after 40 %
+
+DiceCE is nnU-Net's ignore-aware Dice + CE (so scribble datasets work too), L_q the query loss
+(``nnunet_weak.losses.query_loss``), conv the plain UX-Net head (auxiliary, spec section 8).
+
+Batches: nnU-Net's single loader with a fixed labelled share (``labelled_fraction = 0.5``: b_l = b_u, the LA
+protocol's 2 + 2) when the dataset holds unlabelled (all-ignore) cases; both views come from the same patches, so
+no second loader is needed. Validation and prediction use network A only (``network_weights`` = A, so
+``nnUNetv2_predict -tr nnUNetTrainerDKUXNet`` loads A); network B and its optimiser are extra checkpoint state
+(``--c`` resumes both). Each network has its own AdamW (lr 1e-4, weight decay 1e-4) with a 5-epoch linear warm-up
+and poly decay; gradients are clipped to 12 per network. Default length 200 epochs x 250 iterations
+(``NNW_NUM_EPOCHS`` overrides). torch.compile only when ``nnUNet_compile`` is set explicitly. Single GPU only.
+
+Variants: ``_lite`` (CPU-sized widths), ``_paperGroups`` (16 / 4 / rest query groups, labels above 2 merged),
+``_shared`` (one network for both views), ``_SGD`` (nnU-Net's SGD), ``_DS`` (deep supervision with auxiliary heads
+at d1-d3), ``_KL`` (symmetric-KL consistency).
+"""
+import os
+
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+from nnunet_weak.data.strong_view import StrongViewSettings, strong_view
+from nnunet_weak.losses.distribution_consistency import DistributionConsistency, softmax_probabilities
+from nnunet_weak.losses.query_loss import QueryLoss
+from nnunet_weak.networks.dkuxnet import PAPER_WIDTHS, build_dkuxnet, dkuxnet_strides
+from nnunet_weak.networks.kmax import group_of_class
+from nnunet_weak.training.loss_factory import dice_ce_loss
+from nnunet_weak.training.lr_schedule import WarmupPolyLRScheduler
+from nnunet_weak.training.two_networks import set_deep_supervision, unwrap
+from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+from nnunet_weak.utilities.errors import NNWError
+
+LITE_WIDTHS = dict(PAPER_WIDTHS, widths=(16, 32, 64, 128), hidden=256, num_queries=32, query_dim=64, pixel_dim=32,
+                   mask_dim=32, num_heads=4, key_dim=32, ffn_dim=256)
+
+
+def single_scale(loss: torch.nn.Module) -> torch.nn.Module:
+    """The inner loss of a deep-supervision wrapper (for a full-resolution-only term)."""
+    return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
+
+
+def explicit_compile(parent_decision) -> bool:
+    """torch.compile only when ``nnUNet_compile`` is set (the networks' forward has data-dependent parts)."""
+    return "nnUNet_compile" in os.environ and parent_decision()
+
+
+def _zero_like_graph(*tensors: torch.Tensor) -> torch.Tensor:
+    """0 connected to the graph of ``tensors`` (so backward works when a term has nothing to average)."""
+    return sum(t.float().sum() * 0.0 for t in tensors)
+
+
+class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
+    DK_KW = dict(PAPER_WIDTHS)        # network settings: widths, queries, levels, groups, norm (see DKUXNet)
+    deep_supervision = False          # the paper has none; _DS adds the auxiliary heads' outputs
+    labelled_fraction = 0.5           # b_l = b_u when the dataset holds unlabelled cases
+    query_weight = 0.1
+    conv_aux_weight = 0.5
+    consistency_weight = 0.1          # lambda_max
+    consistency_ramp_end = 0.4        # sigmoid ramp over the first 40 % of the iterations
+    consistency_kind = "mse"          # or "kl" (symmetric)
+    detach_weak = False               # True: stop-gradient on network B's side of the consistency
+    shared_networks = False
+    optimizer_name = "adamw"          # or "sgd" (nnU-Net's)
+    warmup_epochs = 5
+    default_epochs = 200
+    strong_view_settings = StrongViewSettings()
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        cm = self.configuration_manager
+        dkuxnet_strides(cm.patch_size, cm.network_arch_init_kwargs.get("strides", []), configuration)
+        self.enable_deep_supervision = self.deep_supervision
+        if self.optimizer_name == "adamw":
+            self.initial_lr, self.weight_decay = 1e-4, 1e-4
+        elif self.optimizer_name != "sgd":
+            raise NNWError(f"{type(self).__name__}.optimizer_name must be 'adamw' or 'sgd', not "
+                           f"{self.optimizer_name!r}")
+        if "num_epochs" not in self.length_from_env:
+            self.num_epochs = self.default_epochs
+        self.network_b = None
+        self.optimizer_b = self.lr_scheduler_b = None
+
+    # ------------------------------------------------------------------ networks
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True):
+        return build_dkuxnet(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                             enable_deep_supervision, **cls.DK_KW)
+
+    def _do_i_compile(self):
+        return explicit_compile(super()._do_i_compile)
+
+    def _get_deep_supervision_scales(self):
+        """Scales of [Y, aux(d1), aux(d2), aux(d3)] from the network's own strides (not the plans' stage count)."""
+        if not self.enable_deep_supervision:
+            return None
+        cm = self.configuration_manager
+        strides = dkuxnet_strides(cm.patch_size, cm.network_arch_init_kwargs.get("strides", []),
+                                  self.configuration_name)
+        scales, total = [[1.0, 1.0, 1.0]], [1, 1, 1]
+        for s in strides[:3]:
+            total = [a * b for a, b in zip(total, s)]
+            scales.append([1.0 / t for t in total])
+        return scales
+
+    def _make_optimizer(self, module: torch.nn.Module):
+        if self.optimizer_name == "adamw":
+            optimizer = torch.optim.AdamW(module.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(module.parameters(), self.initial_lr, weight_decay=self.weight_decay,
+                                        momentum=0.99, nesterov=True)
+        return optimizer, WarmupPolyLRScheduler(optimizer, self.initial_lr, self.num_epochs, self.warmup_epochs)
+
+    def configure_optimizers(self):
+        return self._make_optimizer(self.network)
+
+    def initialize(self):
+        if self.was_initialized:
+            return
+        super().initialize()
+        if self.is_ddp:
+            raise NNWError(f"{type(self).__name__} does not support multi-GPU (DDP) training: network B and the "
+                           f"kMaX layers' no-gradient predictors are outside DDP's bookkeeping. Train on one GPU.")
+        if self.shared_networks:
+            self.network_b = self.network
+        else:
+            # B draws its initial weights from the random stream after A's, so the two start apart
+            network_b = self.build_network_architecture(
+                self.plans_manager, self.configuration_manager, self.num_input_channels,
+                self.label_manager.num_segmentation_heads, self.enable_deep_supervision).to(self.device)
+            if self._do_i_compile():
+                network_b = torch.compile(network_b)
+            self.network_b = network_b
+            self.optimizer_b, self.lr_scheduler_b = self._make_optimizer(network_b)
+            self.register_extra_state("network_b", unwrap(network_b))
+            self.register_extra_state("optimizer_b", self.optimizer_b)
+        ignore = self.label_manager.ignore_label
+        self.conv_loss = single_scale(dice_ce_loss(self, ignore_label=ignore))
+        groups = self.DK_KW.get("query_groups", "per_class")
+        self.query_loss = QueryLoss(group_of_class(groups, self.label_manager.num_segmentation_heads), ignore)
+        self.consistency = DistributionConsistency(self.consistency_kind, detach_second=self.detach_weak)
+
+    def set_deep_supervision_enabled(self, enabled: bool):
+        set_deep_supervision(self.network, enabled)
+        if self.network_b is not None:
+            set_deep_supervision(self.network_b, enabled)
+
+    def optimizers(self):
+        return [self.optimizer] + ([self.optimizer_b] if self.optimizer_b is not None else [])
+
+    def on_train_epoch_start(self):
+        if self.network_b is not None:
+            self.network_b.train()
+        if self.lr_scheduler_b is not None:
+            self.lr_scheduler_b.step(self.current_epoch)
+        super().on_train_epoch_start()
+
+    # ------------------------------------------------------------------ step
+    def network_forward(self, data: torch.Tensor):
+        strong = strong_view(data, self.strong_view_settings)
+        return self.network(strong, return_aux=True), self.network_b(data, return_aux=True)
+
+    def supervised_terms(self, output: dict, target, labelled: torch.Tensor):
+        """(L_seg + w_q L_q + w_conv L_conv on the labelled entries, logs); 0 when the batch has none."""
+        seg = output["seg"]
+        deep = isinstance(seg, (list, tuple))
+        if not bool(labelled.any()):
+            zero = _zero_like_graph(seg[0] if deep else seg, output["conv"])
+            return zero, {"seg": 0.0, "query": 0.0, "conv": 0.0}
+        if not bool(labelled.all()):
+            seg = [s[labelled] for s in seg] if deep else seg[labelled]
+            target = [t[labelled] for t in target] if deep else target[labelled]
+            conv, clusters = output["conv"][labelled], output["cluster"][labelled]
+        else:
+            conv, clusters = output["conv"], output["cluster"]
+        full_target = target[0] if deep else target
+        seg_term = self.loss(seg, target)
+        query_term = self.query_loss(clusters, full_target)
+        conv_term = self.conv_loss(conv, full_target)
+        total = seg_term + self.query_weight * query_term + self.conv_aux_weight * conv_term
+        return total, {"seg": seg_term.detach(), "query": query_term.detach(), "conv": conv_term.detach()}
+
+    def compute_loss(self, output, target, data, batch):
+        out_a, out_b = output
+        labelled = self.labelled_mask(batch["keys"])
+        sup_a, logs_a = self.supervised_terms(out_a, target, labelled)
+        sup_b, logs_b = self.supervised_terms(out_b, target, labelled)
+        y_a = out_a["seg"][0] if isinstance(out_a["seg"], (list, tuple)) else out_a["seg"]
+        y_b = out_b["seg"][0] if isinstance(out_b["seg"], (list, tuple)) else out_b["seg"]
+        segc = self.consistency(softmax_probabilities(y_a), softmax_probabilities(y_b))
+        qdc = self.consistency(out_a["cluster"], out_b["cluster"])
+        weight = self.consistency_weight * self.ramp_weight("sigmoid", 0.0, self.consistency_ramp_end)
+        loss = sup_a + sup_b + weight * (segc + qdc)
+        logs = {f"{k}_a": v for k, v in logs_a.items()}
+        logs.update({f"{k}_b": v for k, v in logs_b.items()})
+        logs.update({"segc": segc.detach(), "qdc": qdc.detach(), "w_cons": weight,
+                     "labelled": float(labelled.float().mean())})
+        return loss, logs
+
+
+class nnUNetTrainerDKUXNet_lite(nnUNetTrainerDKUXNet):
+    """CPU-sized widths: UX-Net 16-32-64-128 (hidden 256), 32 queries of width 64, pixel 32, mask 32, 4 heads,
+    FFN 256; everything else as the paper."""
+    DK_KW = dict(LITE_WIDTHS)
+
+
+class nnUNetTrainerDKUXNet_paperGroups(nnUNetTrainerDKUXNet):
+    """The original's query groups: 16 / 4 / rest queries, labels above 2 merged into the third group."""
+    DK_KW = dict(PAPER_WIDTHS, query_groups="paper")
+
+
+class nnUNetTrainerDKUXNet_shared(nnUNetTrainerDKUXNet):
+    """One network for both views (shared weights): half the parameters, the consistency acts across views only."""
+    shared_networks = True
+
+
+class nnUNetTrainerDKUXNet_SGD(nnUNetTrainerDKUXNet):
+    """nnU-Net's SGD (lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5) instead of AdamW, same warm-up and poly."""
+    optimizer_name = "sgd"
+
+
+class nnUNetTrainerDKUXNet_DS(nnUNetTrainerDKUXNet):
+    """Deep supervision: [Y, aux(d1), aux(d2), aux(d3)] with nnU-Net's weights, on both networks."""
+    deep_supervision = True
+
+
+class nnUNetTrainerDKUXNet_KL(nnUNetTrainerDKUXNet):
+    """Symmetric KL instead of MSE for both consistency terms."""
+    consistency_kind = "kl"

@@ -1,0 +1,31 @@
+"""nnUNetTrainerKMaX end to end through the stock CLI: train (1 epoch x 2 iterations) on the tiny scribble dataset's
+2d configuration, then ``nnUNetv2_predict``."""
+import glob
+import os
+import re
+
+import numpy as np
+import torch
+
+from conftest import TINY_ID, TINY_NAME
+from nnunet_weak.experiment import steps
+
+
+def test_kmax_train_predict_cli(tiny_env, tmp_path):
+    env, raw = tiny_env
+    env = {**{k: v for k, v in env.items() if k != "nnUNet_extTrainer"}, "NNW_SKIP_FINAL_VALIDATION": "1",
+           "OMP_WAIT_POLICY": "PASSIVE"}
+    log = str(tmp_path / "cli.log")
+    trainer, configuration = "nnUNetTrainerKMaX", "2d"
+    fold = os.path.join(steps.model_folder(env, TINY_NAME, trainer, configuration), "fold_0")
+
+    steps.train(TINY_ID, configuration, 0, trainer, env, log)
+    text = "".join(open(p).read() for p in glob.glob(os.path.join(fold, "training_log_*.txt")))
+    terms = eval(re.findall(r"loss terms: (\{.*\})", text)[-1], {"__builtins__": {}})
+    assert set(terms) == {"seg", "conv"} and all(np.isfinite(v) for v in terms.values())
+    saved = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    assert any(k.startswith("kmax.") for k in saved["network_weights"])
+
+    pred = str(tmp_path / "pred")
+    steps.predict(os.path.join(raw, "imagesTs"), pred, TINY_ID, configuration, 0, trainer, env, log, ["--disable_tta"])
+    assert sorted(f for f in os.listdir(pred) if f.endswith(".nii.gz")) == ["tiny_008.nii.gz", "tiny_009.nii.gz"]
