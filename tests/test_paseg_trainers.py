@@ -191,3 +191,17 @@ def test_stage1_stage2_resume_predict_cli(tiny_env, tmp_path, configuration):
         steps.predict(os.path.join(raw, "imagesTs"), pred, TINY_ID, configuration, 0, trainer, env, log,
                       ["--disable_tta"])
         assert sorted(f for f in os.listdir(pred) if f.endswith(".nii.gz")) == ["tiny_008.nii.gz", "tiny_009.nii.gz"]
+
+
+def test_late_ramp_variant_starts_regularisers_later(use_env):
+    trainer = make_trainer("nnUNetTrainerPASeg_lateRamp")
+    trainer.initialize()
+    data = torch.randn(2, 1, 48, 48)
+    output = trainer.network(data)
+    target = [torch.randint(0, 5, (2, 1, *o.shape[2:])).float() for o in output]
+    trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
+    trainer.current_epoch, trainer._iter_in_epoch = 2, 9  # 29 % of training: regularisers still off
+    loss, logs = trainer.compute_loss(output, target, data, {})
+    assert logs["ramp"] == 0.0 and loss.item() == pytest.approx(trainer.loss(output, target).item(), rel=1e-6)
+    trainer.current_epoch, trainer._iter_in_epoch = 4, 0   # 40 %: half-way up the ramp
+    assert trainer.compute_loss(output, target, data, {})[1]["ramp"] == pytest.approx(np.exp(-5 * 0.5 ** 2))

@@ -3,7 +3,14 @@ from nnunet_weak.training.budget import nnUNetTrainerBudget  # noqa: F401
 from nnunet_weak.training.pce import nnUNetTrainerPCE  # noqa: F401
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase  # noqa: F401
 from nnunet_weak.training.paseg import (nnUNetTrainerPASeg, nnUNetTrainerPASeg_fullAug,  # noqa: F401
-                                        nnUNetTrainerPASeg_noDS, nnUNetTrainerPASegAux)
+                                        nnUNetTrainerPASeg_lateRamp, nnUNetTrainerPASeg_noDS,
+                                        nnUNetTrainerPASegAux, nnUNetTrainerPASegAux_lateRamp)
 from nnunet_weak.training.paseg_scm import nnUNetTrainerPASegSCM  # noqa: F401
 from nnunet_weak.training.pclmix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMix_legacyContrast,  # noqa: F401
                                          nnUNetTrainerPCLMix_noContrast, nnUNetTrainerPCLMix_noMix)
+from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKUXNet_DS,  # noqa: F401
+                                          nnUNetTrainerDKUXNet_KL, nnUNetTrainerDKUXNet_lite,
+                                          nnUNetTrainerDKUXNet_paperGroups, nnUNetTrainerDKUXNet_SGD,
+                                          nnUNetTrainerDKUXNet_shared)
+from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite,  # noqa: F401
+                                       nnUNetTrainerKMaX_queryLoss)
