@@ -317,3 +317,25 @@ def test_crf_pair_sum_gradient_matches_finite_differences():
     offsets = [((0, 1, 0), 0.8), ((0, 1, -2), 0.3), ((1, 0, 1), 1.5), ((0, 0, 3), 2.0)]
     for m in (None, mask):
         assert torch.autograd.gradcheck(lambda p: _PottsPairSum.apply(p, feats, m, offsets), (probs,))
+
+
+def test_crf_custom_backward_equals_autograd_of_the_pair_loop():
+    """The shifted-tensor autograd function's gradient against autograd through an explicit pair loop (2D)."""
+    torch.manual_seed(0)
+    b, c, h, w, r, s_xy, s_rgb = 2, 3, 7, 9, 2, 1.5, 0.5
+    logits = torch.randn(b, c, h, w, dtype=torch.float64, requires_grad=True)
+    image = torch.randn(b, 1, h, w, dtype=torch.float64)
+    fast = logits.detach().float().requires_grad_()
+    MultiViewGatedCRFLoss(sigma_rgb=s_rgb, sigma_xy=s_xy, radius=r, downsample=1)(fast, image.float()).backward()
+    p = torch.softmax(logits, 1)
+    total = 0
+    for dy, dx in itertools.product(range(-r, r + 1), repeat=2):
+        if dy == 0 and dx == 0:
+            continue
+        for i, j in itertools.product(range(h), range(w)):
+            if 0 <= i + dy < h and 0 <= j + dx < w:
+                k = torch.exp(-(dy * dy + dx * dx) / (2 * s_xy ** 2)
+                              - ((image[:, :, i, j] - image[:, :, i + dy, j + dx]) ** 2).sum(1) / (2 * s_rgb ** 2))
+                total = total + (k * (1 - (p[:, :, i, j] * p[:, :, i + dy, j + dx]).sum(1))).sum()
+    (total / (b * h * w)).backward()
+    assert torch.allclose(fast.grad.double(), logits.grad, atol=1e-7)
