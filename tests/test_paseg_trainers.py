@@ -149,7 +149,10 @@ def _loss_terms(fold_folder):
 @pytest.mark.parametrize("configuration", ["2d_lite", "3d_lite"])
 def test_stage1_stage2_resume_predict_cli(tiny_env, tmp_path, configuration):
     env, raw = tiny_env
+    # a results folder of its own: other tests save PA-Seg checkpoints into the shared one, and stage 2 must not
+    # find a stage-1 model before this test trains it
     env = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
+    env["nnUNet_results"] = str(tmp_path / "results")
     log = str(tmp_path / "cli.log")
     if configuration == "3d_lite":
         steps.run_command(["nnUNetv2_preprocess", "-d", TINY_ID, "-c", "3d_fullres", "-np", "1"],
