@@ -18,6 +18,7 @@ import SimpleITK as sitk
 
 from nnunet_weak.annotation.geodesic import DEFAULT_THRESHOLD, expand_points
 from nnunet_weak.annotation.nnunet_io import (CARDIAC_IGNORE, CARDIAC_LABELS, conversion_parser, convert_acdc)
+from nnunet_weak.annotation.paseg_conversion import add_simulation_arguments
 from nnunet_weak.annotation.points import DEFAULT_MARGIN_MM, simulate_points, write_points_json
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
 
@@ -59,12 +60,7 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool
 
 def main(argv=None) -> None:
     parser = conversion_parser(__doc__.splitlines()[0], "ACDC folder containing training/")
-    parser.add_argument("--margin-mm", type=float, default=DEFAULT_MARGIN_MM,
-                        help="distance of the background clicks outside the target (mm, at least one voxel)")
-    parser.add_argument("--jitter", type=int, default=0, help="annotator noise of the clicks, in voxels")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the jitter")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help="foreground = geodesic distance below this fraction of the in-box maximum")
+    add_simulation_arguments(parser)
     args = parser.parse_args(argv)
     convert(args.source, args.nnunet_raw, overwrite=args.overwrite, margin_mm=args.margin_mm, jitter=args.jitter,
             seed=args.seed, threshold=args.threshold)

@@ -1,12 +1,15 @@
 """Shared fixtures: a tiny scribble dataset, planned and preprocessed once per session by the stock CLI."""
+import importlib.util
 import json
 import os
 
 import pytest
+import torch
 
 from nnunet_weak.demo.dataset import write_demo_dataset
 from nnunet_weak.experiment import steps
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_ID = 981
 TINY_NAME = f"Dataset{TINY_ID}_NNWTiny"
 TINY_SHAPE = (4, 48, 48)
@@ -44,3 +47,26 @@ def use_env(tiny_env, monkeypatch):
               "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH", "nnUNet_compile"):
         monkeypatch.setenv(k, env[k])
     return env, raw
+
+
+def conversion_script(name):
+    """The module of ``dataset_conversion/<name>.py`` (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "dataset_conversion", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def no_preprocessed(monkeypatch):
+    """Conversions also write splits into $nnUNet_preprocessed when it is set; keep them in tmp folders."""
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster than two competing with anything else on a 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

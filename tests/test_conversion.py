@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 
@@ -6,9 +5,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import conversion_script
 from nnunet_weak.utilities.errors import NNWError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (3, 16, 16)  # z, y, x
 SPACING = (1.5, 1.5, 10.0)
 ORIGIN = (1.0, 2.0, 3.0)
@@ -16,16 +15,9 @@ PATIENTS = (1, 21, 41)
 FRAMES = ("01", "12")
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "dataset_conversion", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-@pytest.fixture(autouse=True)
-def _no_preprocessed(monkeypatch):
-    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+pytestmark = pytest.mark.usefixtures("no_preprocessed")
 
 
 def _write(array, path, spacing=SPACING, origin=ORIGIN):
@@ -59,20 +51,24 @@ def _arr(path):
     return sitk.GetArrayFromImage(_read(path))
 
 
-@pytest.fixture
-def acdc(tmp_path):
-    root = tmp_path / "ACDC"
-    for p in PATIENTS:
+def write_acdc(root, patients, gt_spacing=SPACING, gt_origin=ORIGIN):
+    """A synthetic ACDC release under ``root``: image, _gt and _scribble per frame of every patient."""
+    for p in patients:
         folder = root / "training" / f"patient{p:03d}"
         folder.mkdir(parents=True)
         for frame in FRAMES:
             stem = folder / f"patient{p:03d}_frame{frame}"
             _write(np.random.default_rng(p).random(SHAPE).astype(np.float32), f"{stem}.nii.gz")
             dense = _dense(p + int(frame))
-            # label geometry slightly off, as in some real ACDC gt files: must be replaced by the image's
-            _write(dense, f"{stem}_gt.nii.gz", spacing=(1.5001, 1.5, 10.0), origin=(1.01, 2.0, 3.0))
+            _write(dense, f"{stem}_gt.nii.gz", spacing=gt_spacing, origin=gt_origin)
             _write(_scribble(dense).astype(np.uint16), f"{stem}_scribble.nii.gz")
     return root
+
+
+@pytest.fixture
+def acdc(tmp_path):
+    # label geometry slightly off, as in some real ACDC gt files: must be replaced by the image's
+    return write_acdc(tmp_path / "ACDC", PATIENTS, gt_spacing=(1.5001, 1.5, 10.0), gt_origin=(1.01, 2.0, 3.0))
 
 
 def _mscmr(tmp_path, with_test=False):
@@ -108,7 +104,7 @@ def test_acdc_scribble_conversion(acdc, tmp_path, monkeypatch):
     pre = tmp_path / "pre"
     monkeypatch.setenv("nnUNet_preprocessed", str(pre))
     raw = tmp_path / "raw"
-    out = _script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
+    out = conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
     assert out == str(raw / "Dataset801_ACDCScribble")
     cases = _cases()
     assert _listing(raw / "Dataset801_ACDCScribble" / "imagesTr") == [f"{c}_0000.nii.gz" for c in cases]
@@ -147,7 +143,7 @@ def test_acdc_scribble_conversion(acdc, tmp_path, monkeypatch):
 
 def test_acdc_dense_conversion(acdc, tmp_path):
     raw = tmp_path / "raw"
-    module = _script("Dataset802_ACDCDense")
+    module = conversion_script("Dataset802_ACDCDense")
     module.main([str(acdc / "training"), str(raw)])  # the training folder itself is accepted as SOURCE too
     out = raw / "Dataset802_ACDCDense"
     dj = json.load(open(out / "dataset.json"))
@@ -161,7 +157,7 @@ def test_acdc_dense_conversion(acdc, tmp_path):
 
 
 def test_refuses_overwrite_and_preprocessed_conflict(acdc, tmp_path, monkeypatch):
-    module = _script("Dataset801_ACDCScribble")
+    module = conversion_script("Dataset801_ACDCScribble")
     raw = tmp_path / "raw"
     out = module.convert(str(acdc), str(raw), verbose=False)
     with pytest.raises(NNWError, match=r"Dataset801_ACDCScribble.*--overwrite"):
@@ -184,7 +180,7 @@ def test_refuses_overwrite_and_preprocessed_conflict(acdc, tmp_path, monkeypatch
 
 
 def test_missing_or_bad_source_files(acdc, tmp_path):
-    module = _script("Dataset801_ACDCScribble")
+    module = conversion_script("Dataset801_ACDCScribble")
     missing = acdc / "training" / "patient021" / "patient021_frame12_scribble.nii.gz"
     os.remove(missing)
     with pytest.raises(NNWError, match="patient021_frame12_scribble.nii.gz"):
@@ -201,7 +197,7 @@ def test_missing_or_bad_source_files(acdc, tmp_path):
 
 def test_mscmr_conversion(tmp_path):
     source, test = _mscmr(tmp_path, with_test=True)
-    module = _script("Dataset803_MSCMRScribble")
+    module = conversion_script("Dataset803_MSCMRScribble")
     raw = tmp_path / "raw"
     out = module.convert(str(source), str(raw), test=str(test), verbose=False)
     assert out == str(raw / "Dataset803_MSCMRScribble")
@@ -229,8 +225,8 @@ def test_mscmr_conversion(tmp_path):
 
 def test_simulate_dataset(acdc, tmp_path, monkeypatch):
     raw = tmp_path / "raw"
-    dense_ds = _script("Dataset802_ACDCDense").convert(str(acdc), str(raw), verbose=False)
-    sim = _script("simulate_scribbles")
+    dense_ds = conversion_script("Dataset802_ACDCDense").convert(str(acdc), str(raw), verbose=False)
+    sim = conversion_script("simulate_scribbles")
     pre = tmp_path / "pre"
     monkeypatch.setenv("nnUNet_preprocessed", str(pre))
     target = raw / "Dataset807_ACDCSimScribble"
@@ -258,14 +254,14 @@ def test_simulate_dataset(acdc, tmp_path, monkeypatch):
     assert again["per_case"] == result["per_case"]
     with pytest.raises(NNWError, match="--overwrite"):
         sim.simulate_dataset(dense_ds, str(target), seed=1, verbose=False)
-    scribble_ds = _script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
+    scribble_ds = conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
     with pytest.raises(NNWError, match="ignore"):
         sim.simulate_dataset(scribble_ds, str(tmp_path / "x"), verbose=False)
 
 
 def test_acdc_points_conversion(acdc, tmp_path):
     raw = tmp_path / "raw"
-    _script("Dataset804_ACDCPoints").main([str(acdc), str(raw)])
+    conversion_script("Dataset804_ACDCPoints").main([str(acdc), str(raw)])
     out = raw / "Dataset804_ACDCPoints"
     dj = json.load(open(out / "dataset.json"))
     assert dj["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3, "ignore": 4}
@@ -285,7 +281,7 @@ def test_acdc_points_conversion(acdc, tmp_path):
     with open(out / "seed_quality.csv") as f:
         assert len(f.read().strip().splitlines()) == 1 + 4 * len(_cases())
     with pytest.raises(NNWError, match="--overwrite"):
-        _script("Dataset804_ACDCPoints").main([str(acdc), str(raw)])
+        conversion_script("Dataset804_ACDCPoints").main([str(acdc), str(raw)])
 
 
 def test_seed_quality_counts():

@@ -29,13 +29,7 @@ TINY_LITE = dict(LITE_WIDTHS, widths=(8, 16, 16, 32), hidden=32, num_queries=8, 
 TINY_STRIDES = [(1, 2, 2), (1, 2, 2), (1, 2, 2), (1, 1, 1)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two competing with anything else on a 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """PA-Seg conversions (Dataset811 VS, Dataset812 BraTS) on tiny synthetic files laid out like the originals."""
-import importlib.util
 import json
 import os
 
@@ -7,12 +6,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import conversion_script
 from nnunet_weak.annotation.paseg_conversion import (VS_CROP_SIZE, crop_window, gt_centred_window, hashed_split,
                                                      read_split_csv)
 from nnunet_weak.annotation.points import points_to_volume, read_points_json
 from nnunet_weak.utilities.errors import NNWError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (12, 24, 24)                 # z, y, x
 VS_SPACING = (0.6, 0.6, 1.5)         # x, y, z (anisotropic like the T2 scans)
 ORIGIN = (-5.0, 3.0, 7.0)
@@ -22,16 +21,9 @@ BRATS = {"HGG": ["BraTS19_TCIA01_1_1", "BraTS19_CBICA_AAA_1"],
          "LGG": ["BraTS19_TCIA10_2_1", "BraTS19_2013_3_1", "BraTS19_TMC_4_1"]}
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "dataset_conversion", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-@pytest.fixture(autouse=True)
-def _no_preprocessed(monkeypatch):
-    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+pytestmark = pytest.mark.usefixtures("no_preprocessed")
 
 
 def _write(array, path, spacing=VS_SPACING, origin=ORIGIN):
@@ -115,7 +107,7 @@ def _check_common(out, n_train, n_test, channel):
 
 
 def test_vs_conversion_full_volume(vs, tmp_path):
-    module = _script("Dataset811_VSPoints")
+    module = conversion_script("Dataset811_VSPoints")
     module.main([str(vs), str(tmp_path / "raw")])
     out = tmp_path / "raw" / "Dataset811_VSPoints"
     _check_common(str(out), 4, 1, "T2")
@@ -150,7 +142,7 @@ def test_gt_centred_window_reproduces_pa_seg_crop(size):
 
 
 def test_vs_crop_and_official_points_match_simulated(vs, tmp_path):
-    module = _script("Dataset811_VSPoints")
+    module = conversion_script("Dataset811_VSPoints")
     module.main([str(vs), str(tmp_path / "sim"), "--crop-gt-centred"])
     sim = tmp_path / "sim" / "Dataset811_VSPoints"
     img = sitk.ReadImage(str(sim / "imagesTs" / "vs_gk_5_0000.nii.gz"))  # test cases are cropped too
@@ -180,7 +172,7 @@ def test_vs_crop_and_official_points_match_simulated(vs, tmp_path):
 
 
 def test_brats_conversion_with_split_and_official_points(brats, tmp_path):
-    module = _script("Dataset812_BraTSPoints")
+    module = conversion_script("Dataset812_BraTSPoints")
     split = tmp_path / "split_BraTS.csv"
     split.write_text("BraTS19_TCIA01_1_1,training\nBraTS19_TCIA10_2_1,training\nBraTS19_CBICA_AAA_1,validation\n"
                      "BraTS19_2013_3_1,inference\n")
@@ -213,7 +205,7 @@ def test_brats_conversion_with_split_and_official_points(brats, tmp_path):
 
 
 def test_brats_default_split_is_deterministic(brats, tmp_path):
-    module = _script("Dataset812_BraTSPoints")
+    module = conversion_script("Dataset812_BraTSPoints")
     out = module.convert(str(brats), str(tmp_path / "raw"), verbose=False)  # the folder holding HGG/ and LGG/
     all_cases = sorted(c for cases in BRATS.values() for c in cases)
     phases = hashed_split(all_cases, 27 / 335, 64 / 335)
@@ -230,7 +222,7 @@ def test_brats_default_split_is_deterministic(brats, tmp_path):
 
 
 def test_refuses_to_overwrite(vs, tmp_path):
-    module = _script("Dataset811_VSPoints")
+    module = conversion_script("Dataset811_VSPoints")
     raw = tmp_path / "raw"
     out = module.convert(str(vs), str(raw), verbose=False)
     with pytest.raises(NNWError, match=r"Dataset811_VSPoints.*--overwrite"):
@@ -245,7 +237,7 @@ def test_split_csv_reading_and_errors(vs, brats, tmp_path):
     good = tmp_path / "with_header.csv"
     good.write_text("name,phase\n\nvs_gk_1 , training\nvs_gk_2,testing\nvs_gk_3,val,\n")
     assert read_split_csv(str(good)) == {"vs_gk_1": "training", "vs_gk_2": "inference", "vs_gk_3": "validation"}
-    vs_module, brats_module = _script("Dataset811_VSPoints"), _script("Dataset812_BraTSPoints")
+    vs_module, brats_module = conversion_script("Dataset811_VSPoints"), conversion_script("Dataset812_BraTSPoints")
     for name, text in (("bad_columns.csv", "vs_gk_1,training\nvs_gk_2,training,extra\n"),
                        ("bad_phase.csv", "vs_gk_1,training\nvs_gk_2,holdout\n"),
                        ("duplicate.csv", "vs_gk_1,training\nvs_gk_1,validation\n"),
@@ -267,9 +259,9 @@ def test_split_csv_reading_and_errors(vs, brats, tmp_path):
 def test_missing_source_files(vs, brats, tmp_path):
     os.remove(vs / "image" / "vs_gk_3_T2.nii.gz")
     with pytest.raises(NNWError, match=r"vs_gk_3_T2\.nii\.gz"):
-        _script("Dataset811_VSPoints").convert(str(vs), str(tmp_path / "raw"), verbose=False)
+        conversion_script("Dataset811_VSPoints").convert(str(vs), str(tmp_path / "raw"), verbose=False)
     os.remove(brats / "LGG" / "BraTS19_TMC_4_1" / "BraTS19_TMC_4_1_seg.nii.gz")
-    module = _script("Dataset812_BraTSPoints")
+    module = conversion_script("Dataset812_BraTSPoints")
     with pytest.raises(NNWError, match=r"BraTS19_TMC_4_1_seg\.nii\.gz"):
         module.convert(str(brats.parent), str(tmp_path / "raw"), verbose=False)
     with pytest.raises(NNWError, match="MICCAI_BraTS_2019_Data_Training"):

@@ -23,13 +23,7 @@ from nnunet_weak.utilities.errors import NNWError
 from test_trainer_plumbing import make_trainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread is faster than two competing with anything else on a 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest)
 
 
 # --------------------------------------------------------------------------------------------- Swin decoder

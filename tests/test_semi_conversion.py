@@ -1,6 +1,5 @@
 """Semi-supervised conversions: ACDC 10 % / 20 % (Dataset805/806) and Left Atrium in the UA-MT h5 layout
 (Dataset807), on small synthetic sources laid out like the originals."""
-import importlib.util
 import json
 import os
 import sys
@@ -9,48 +8,29 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import conversion_script
 from nnunet_weak.annotation.la_semi import convert_la_semi, read_h5_case, read_case_list
 from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.annotation.semi_acdc import (acdc_labelled_patients, acdc_semi_splits,
                                              labelled_fraction_per_fold)
 from nnunet_weak.utilities.errors import NNWError
-from test_conversion import _dense, _scribble, _write
+from test_conversion import FRAMES, _dense, write_acdc
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPE = (3, 16, 16)
-FRAMES = ("01", "12")
 SYNTH_PATIENTS = list(range(1, 11)) + list(range(21, 31))   # two fold blocks of 10 patients
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "dataset_conversion", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _arr(path):
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-@pytest.fixture(autouse=True)
-def _no_preprocessed(monkeypatch):
-    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+pytestmark = pytest.mark.usefixtures("no_preprocessed")
 
 
 @pytest.fixture
 def acdc(tmp_path):
-    root = tmp_path / "ACDC"
-    for p in SYNTH_PATIENTS:
-        folder = root / "training" / f"patient{p:03d}"
-        folder.mkdir(parents=True)
-        for frame in FRAMES:
-            stem = folder / f"patient{p:03d}_frame{frame}"
-            _write(np.random.default_rng(p).random(SHAPE).astype(np.float32), f"{stem}.nii.gz")
-            dense = _dense(p + int(frame))
-            _write(dense, f"{stem}_gt.nii.gz")
-            _write(_scribble(dense).astype(np.uint16), f"{stem}_scribble.nii.gz")
-    return root
+    return write_acdc(tmp_path / "ACDC", SYNTH_PATIENTS)
 
 
 # ------------------------------------------------------------------------------------------------------ ACDC
@@ -90,7 +70,7 @@ def test_semi_splits_validate_on_labelled_patients_and_keep_the_fraction(fractio
 def test_dataset805_conversion(acdc, tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
-    folder = _script("Dataset805_ACDCSemi10").main([str(acdc), str(raw)])
+    folder = conversion_script("Dataset805_ACDCSemi10").main([str(acdc), str(raw)])
     assert os.path.basename(folder) == "Dataset805_ACDCSemi10"
     with open(os.path.join(folder, "dataset.json")) as f:
         meta = json.load(f)
@@ -117,13 +97,13 @@ def test_dataset805_conversion(acdc, tmp_path, monkeypatch):
     for fold in (0, 1):                                                             # blocks present
         assert splits[fold]["val"] and all(acdc_patient(c) in labelled for c in splits[fold]["val"])
     with pytest.raises(NNWError, match="--overwrite"):
-        _script("Dataset805_ACDCSemi10").main([str(acdc), str(raw)])
+        conversion_script("Dataset805_ACDCSemi10").main([str(acdc), str(raw)])
 
 
 def test_dataset806_labels_a_superset(acdc, tmp_path):
     raw = tmp_path / "raw"
-    ten = _script("Dataset805_ACDCSemi10").main([str(acdc), str(raw)])
-    twenty = _script("Dataset806_ACDCSemi20").main([str(acdc), str(raw)])
+    ten = conversion_script("Dataset805_ACDCSemi10").main([str(acdc), str(raw)])
+    twenty = conversion_script("Dataset806_ACDCSemi20").main([str(acdc), str(raw)])
     read = lambda folder: json.load(open(os.path.join(folder, "dataset.json")))["labelled_patients"]  # noqa: E731
     assert len(read(twenty)) == 4 and set(read(ten)) < set(read(twenty))
 
@@ -219,7 +199,7 @@ def test_la_conversion_from_h5(tmp_path):
             f.create_dataset("label", data=label)
 
     root, train, test = _la_root(tmp_path, writer, n_train=10, n_test=2)
-    script = _script("Dataset807_LASemi")
+    script = conversion_script("Dataset807_LASemi")
     folder = script.main([str(tmp_path), str(tmp_path / "raw"), "--labelled", "8"])   # ROOT/data is found too
     assert os.path.basename(folder) == "Dataset807_LASemi8"
     _check_la_dataset(folder, train, test, 8)

@@ -185,6 +185,12 @@ def add_point_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", metavar="DIR", default=None,
                         help=f"read the official point volumes DIR/<case>{POINTS_SUFFIX} (value 2k-1 = background "
                              f"points, 2k = foreground point of target k) instead of simulating clicks")
+    add_simulation_arguments(parser)
+
+
+def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the click-simulation and expansion options --margin-mm, --jitter, --seed and --threshold (every
+    PA-Seg points conversion, Dataset804 included)."""
     parser.add_argument("--margin-mm", type=float, default=DEFAULT_MARGIN_MM,
                         help="simulation: distance of the background clicks outside the target (mm, >= 1 voxel)")
     parser.add_argument("--jitter", type=int, default=0, help="simulation: annotator noise of the clicks (voxels)")
