@@ -11,7 +11,9 @@ become training cases ``subjectK_DE``: train subjects with their scribbles, val 
 """
 import os
 import re
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
 
 from nnunet_weak.annotation.nnunet_io import (CARDIAC_IGNORE, CARDIAC_LABELS, DENSE_FOLDER, check_splits_writable,
                                               check_target_folder, conversion_parser, copy_image, label_array,
@@ -69,19 +71,30 @@ def _test_pairs(folder: str) -> List[Tuple[str, str, Optional[str]]]:
     return pairs
 
 
-def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optional[str] = None,
-            verbose: bool = True) -> str:
-    """Convert MSCMRseg into ``nnunet_raw/Dataset803_MSCMRScribble``; returns that folder."""
+def find_cases(source: str) -> Tuple[List[Tuple[str, str, str]], List[Tuple[str, str, str]]]:
+    """(train, val) lists of (case id, image, label) of an MSCMRseg source folder."""
     if not os.path.isdir(source):
         raise NNWError(f"MSCMRseg source folder {source} does not exist; pass the folder containing train/ and val/.")
     train = _pairs(source, "train", "_scribble")
     val = _pairs(source, "val", "_manual")
-    test_pairs = _test_pairs(test) if test is not None else []
-    train_ids, val_ids = [c for c, _, _ in train], [c for c, _, _ in val]
-    duplicates = sorted(set(train_ids) & set(val_ids))
+    duplicates = sorted({c for c, _, _ in train} & {c for c, _, _ in val})
     if duplicates:
         raise NNWError(f"case {duplicates[0]} is in both {source}/train and {source}/val; remove one of them.")
-    target = os.path.join(nnunet_raw, DATASET_NAME)
+    return train, val
+
+
+def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optional[str] = None,
+            verbose: bool = True, dataset_name: str = DATASET_NAME,
+            train_labels: Optional[Callable[[str, np.ndarray], np.ndarray]] = None) -> str:
+    """Convert MSCMRseg into ``nnunet_raw/<dataset_name>`` (default Dataset803_MSCMRScribble); returns that folder.
+
+    ``train_labels(case, scribbles)`` (hook, e.g. Dataset809's few-scribble setting) returns the labelsTr array of
+    a train subject from its scribbles (ignore = 4); the val subjects always keep their dense labels.
+    """
+    train, val = find_cases(source)
+    test_pairs = _test_pairs(test) if test is not None else []
+    train_ids, val_ids = [c for c, _, _ in train], [c for c, _, _ in val]
+    target = os.path.join(nnunet_raw, dataset_name)
     splits = [{"train": sorted(train_ids), "val": sorted(val_ids)}]
     check_target_folder(target, overwrite)
     check_splits_writable(target, splits, overwrite)
@@ -90,6 +103,8 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optiona
     for (case, image_path, label_path), dense in [(p, False) for p in train] + [(p, True) for p in val]:
         image = copy_image(image_path, os.path.join(target, "imagesTr", f"{case}_0000.nii.gz"))
         labels, _ = label_array(label_path, CARDIAC_IGNORE - 1 if dense else CARDIAC_IGNORE, image)
+        if not dense and train_labels is not None:
+            labels = train_labels(case, labels)
         write_label(labels, image, os.path.join(target, "labelsTr", f"{case}.nii.gz"), label_path)
         if dense:
             write_label(labels, image, os.path.join(target, DENSE_FOLDER, f"{case}.nii.gz"), label_path)
@@ -102,7 +117,7 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optiona
             write_label(labels, image, os.path.join(target, "labelsTs", f"{case}.nii.gz"), label_path)
 
     write_dataset_json(target, {**CARDIAC_LABELS, "ignore": CARDIAC_IGNORE}, len(train) + len(val),
-                       name=DATASET_NAME,
+                       name=dataset_name,
                        description=f"MS-CMRSeg 2019 LGE MRI: {len(train)} train subjects with scribbles, "
                                    f"{len(val)} val subjects with dense labels (fold 0 validation); "
                                    f"{DENSE_FOLDER}: dense labels of the val subjects for evaluation.")

@@ -62,7 +62,7 @@ def acdc_semi_splits(cases: Iterable[str], labelled_patients: Iterable[int]) -> 
 
 
 @contextlib.contextmanager
-def _raw_splits_only():
+def raw_splits_only():
     """Hide ``nnUNet_preprocessed`` so that the generic ACDC conversion writes (and checks) only the raw folder's
     splits; the semi-supervised splits are checked and written afterwards."""
     saved = os.environ.pop("nnUNet_preprocessed", None)
@@ -91,7 +91,7 @@ def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction:
 
     kind = (f"dense labels for {len(labelled)} of {len(patients)} patients ({fraction:.0%} of each fold block, "
             f"seed {seed}), all-ignore (unlabelled) for the others")
-    with _raw_splits_only():
+    with raw_splits_only():
         folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=False, overwrite=overwrite,
                               verbose=verbose, weak_labels=labels, kind=kind)
     write_splits(folder, splits, overwrite=True)   # checked above, before anything was written
