@@ -14,3 +14,5 @@ from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKU
                                           nnUNetTrainerDKUXNet_shared)
 from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite,  # noqa: F401
                                        nnUNetTrainerKMaX_queryLoss)
+from nnunet_weak.training.modelmix import (nnUNetTrainerModelMix, nnUNetTrainerModelMix_official,  # noqa: F401
+                                           nnUNetTrainerModelMixAux)

@@ -15,6 +15,10 @@
 |                           |                                                                     | fold's final ckpt|
 | NNW_SCM_AUX_CHECKPOINT    | stage-1 checkpoint of its auxiliary network                         | nnUNetTrainer-   |
 |                           |                                                                     | PASegAux's       |
+| NNW_MODELMIX_AUX          | auxiliary dataset (id or name) of nnUNetTrainerModelMix; overrides  | modelmix.json    |
+|                           | $nnUNet_preprocessed/<target>/modelmix.json                         |                  |
+| NNW_MODELMIX_AUX_PLANS    | plans name of that auxiliary dataset                                | modelmix.json /  |
+|                           |                                                                     | <plans>_mm<id>   |
 
 Bad values raise :class:`NNWError` naming the variable.
 """
@@ -52,6 +56,10 @@ def env_flag(name: str) -> Optional[bool]:
     table = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
     return _read(name, lambda s: table[s.lower()] if s.lower() in table else None, lambda v: v is not None,
                  "1 or 0")
+
+
+def env_str(name: str, check: Callable[[str], bool] = bool, expected: str = "a non-empty value") -> Optional[str]:
+    return _read(name, str, check, expected)
 
 
 def env_path(name: str) -> Optional[str]:
