@@ -15,6 +15,7 @@ from nnunet_weak.losses.distillation import KnowledgeDistillationLoss
 from nnunet_weak.training.contract import check_inference_contract
 from nnunet_weak.training.paseg import AFFINITY_DESTROYING
 from nnunet_weak.utilities.errors import NNWError
+from nnunet_weak.utilities.ramps import OnsetGate
 from test_trainer_plumbing import make_trainer
 
 
@@ -66,7 +67,7 @@ def test_paseg_switches_off_affinity_destroying_augmentation(use_env):
 
 
 def test_paseg_loss_is_partial_loss_plus_ramped_regularisers(use_env):
-    trainer = make_trainer("nnUNetTrainerPASeg")
+    trainer = make_trainer("nnUNetTrainerPASeg_fixedRamp")     # the spec's ramp from iteration 0
     trainer.initialize()
     torch.manual_seed(0)
     data = torch.randn(2, 1, 48, 48)
@@ -208,3 +209,41 @@ def test_late_ramp_variant_starts_regularisers_later(use_env):
     assert logs["ramp"] == 0.0 and loss.item() == pytest.approx(trainer.loss(output, target).item(), rel=1e-6)
     trainer.current_epoch, trainer._iter_in_epoch = 4, 0   # 40 %: half-way up the ramp
     assert trainer.compute_loss(output, target, data, {})[1]["ramp"] == pytest.approx(np.exp(-5 * 0.5 ** 2))
+
+
+def test_onset_gate_opens_on_the_running_mean_and_survives_a_checkpoint():
+    gate = OnsetGate(0.5, window=3)
+    for step, value in enumerate([0.0, 1.0, 0.4, 0.2]):      # means over 3: -, -, 0.47, 0.53
+        gate.update(value, progress=step / 10)
+    assert gate.onset == pytest.approx(0.3)
+    gate.update(0.0, progress=0.9)                           # once open it stays at its onset
+    restored = OnsetGate(0.5, window=3)
+    restored.load_state_dict(gate.state_dict())
+    assert restored.onset == pytest.approx(0.3)
+
+
+def test_regularisers_wait_for_foreground_seeds(use_env):
+    trainer = make_trainer("nnUNetTrainerPASeg")
+    trainer.initialize()
+    data = torch.randn(2, 1, 48, 48)
+    output = trainer.network(data)
+    target = [torch.randint(0, 5, (2, 1, *o.shape[2:])).float() for o in output]
+    trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
+    background = [torch.zeros_like(o) for o in output]
+    for o in background:
+        o[:, 0] = 10.0                                       # predicts background everywhere
+    trainer.current_epoch, trainer._iter_in_epoch = 5, 0
+    loss, logs = trainer.compute_loss(background, target, data, {})
+    assert logs["seed_recall"] == 0.0 and logs["ramp"] == 0.0 and trainer.foreground_gate.onset is None
+    assert loss.item() == pytest.approx(trainer.loss(background, target).item(), rel=1e-6)
+    perfect = [10.0 * torch.nn.functional.one_hot(t[:, 0].long().clamp(max=3), 4).movedim(-1, 1).float()
+               for t in target]
+    for _ in range(trainer.foreground_gate.window):
+        logs = trainer.compute_loss(perfect, target, data, {})[1]
+    assert logs["seed_recall"] == 1.0 and trainer.foreground_gate.onset == pytest.approx(0.5)
+    trainer.current_epoch = 5 + 1                            # onset + 0.1: the end of the 10 % ramp
+    assert trainer.compute_loss(perfect, target, data, {})[1]["ramp"] == pytest.approx(1.0)
+    trainer.current_epoch, trainer._iter_in_epoch = 5, 5     # half-way up
+    assert trainer.compute_loss(perfect, target, data, {})[1]["ramp"] == pytest.approx(np.exp(-5 * 0.5 ** 2))
+    fixed = make_trainer("nnUNetTrainerPASeg_fixedRamp")
+    assert fixed.foreground_gate is None

@@ -9,7 +9,13 @@ spread the sparse labels along the image.
   plane at full resolution in 2D.
 - VM (``VarianceMinimisationLoss``): each soft class region should be homogeneous in intensity; background
   voxels at the patch minimum are left out (exactly-zero voxels when the plans normalise inside a mask).
-- w(t) = exp(-5 (1 - t)^2) over the first 10 % of all iterations, then 1.
+- w(t) = exp(-5 (1 - t)^2) over 10 % of all iterations, then 1. It starts once the full-resolution head
+  predicts at least half of the foreground seed voxels of its batches (running mean over 10 steps), and not
+  before ``ramp_start``. The spec's ramp starts at iteration 0 (``nnUNetTrainerPASeg_fixedRamp``); in the
+  original that is ~5 000 iterations of a 53 000-iteration run, long after the network predicts foreground. In
+  short runs nnU-Net's full-resolution head predicts no foreground for the first ~45 % of training, the
+  regularisers (which reward constant predictions) then settle it on all-background and it never recovers
+  (ACDC points, 1000 iterations: Dice 0 with the fixed ramp; README, PA-Seg results).
 - Gaussian noise, blur and simulated low resolution are switched off: they destroy the intensity affinities
   (sigma 0.1) the regularisers rely on. ``nnUNetTrainerPASeg_fullAug`` keeps nnU-Net's full augmentation.
 
@@ -28,6 +34,7 @@ from nnunet_weak.losses.gated_crf import MultiViewGatedCRFLoss
 from nnunet_weak.losses.variance import VarianceMinimisationLoss
 from nnunet_weak.networks.peer import peer_architecture
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+from nnunet_weak.utilities.ramps import OnsetGate
 
 AFFINITY_DESTROYING = (GaussianNoiseTransform, GaussianBlurTransform, SimulateLowResolutionTransform)
 
@@ -37,6 +44,7 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
     vm_weight = 0.1
     ramp_start = 0.0          # the regularisers ramp up from ramp_start to ramp_end (fractions of all iterations)
     ramp_end = 0.1
+    wait_for_foreground = 0.5  # ...shifted to start when this share of foreground seeds is predicted (None: never)
     full_augmentation = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -47,6 +55,10 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
                                               spacing=spacing if len(spacing) == 3 else None)
         mask_norm = any(self.configuration_manager.use_mask_for_norm or [])
         self.vm_loss = VarianceMinimisationLoss(background_mask="zero" if mask_norm else "min")
+        self.foreground_gate = None
+        if self.wait_for_foreground is not None:
+            self.foreground_gate = OnsetGate(self.wait_for_foreground)
+            self.register_extra_state("foreground_gate", self.foreground_gate)
 
     def get_training_transforms(self, *args, **kwargs):
         pipeline = super().get_training_transforms(*args, **kwargs)
@@ -61,13 +73,51 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
         """(mCRF, VM) of the full-resolution logits (b, C, *spatial) and input image (b, c, *spatial)."""
         return self.crf_loss(logits, image), self.vm_loss(logits, image)
 
+    def seed_recall(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        """Share of the labelled foreground voxels of (b, 1, *spatial) ``labels`` that the (b, C, *spatial)
+        logits assign to their class; 1 when the batch has none (nothing to wait for)."""
+        with torch.no_grad():
+            ignore = self.label_manager.ignore_label
+            foreground = (labels > 0) & (labels != ignore) if ignore is not None else labels > 0
+            if not foreground.any():
+                return 1.0
+            return (logits.argmax(1, keepdim=True) == labels)[foreground].float().mean().item()
+
+    def regulariser_weight(self) -> float:
+        start, end = self.ramp_start, self.ramp_end
+        if self.foreground_gate is not None:
+            if self.foreground_gate.onset is None:
+                return 0.0
+            shift = max(0.0, self.foreground_gate.onset - start)
+            start, end = start + shift, end + shift
+        return self.ramp_weight("sigmoid", start, end)
+
     def compute_loss(self, output, target, data, batch):
         seg = self.loss(output, target)
-        logits = output[0] if isinstance(output, (list, tuple)) else output
-        crf, vm = self.regularisers(logits, data)
-        weight = self.ramp_weight("sigmoid", self.ramp_start, self.ramp_end)
-        loss = seg + weight * (self.crf_weight * crf + self.vm_weight * vm)
-        return loss, {"seg": seg.detach(), "crf": crf.detach(), "vm": vm.detach(), "ramp": weight}
+        deep = isinstance(output, (list, tuple))
+        logits = output[0] if deep else output
+        logs = {}
+        if self.foreground_gate is not None:
+            logs["seed_recall"] = self.seed_recall(logits, target[0] if deep else target)
+            self.foreground_gate.update(logs["seed_recall"], self.progress)
+        weight = self.regulariser_weight()
+        if weight > 0:
+            crf, vm = self.regularisers(logits, data)
+            loss = seg + weight * (self.crf_weight * crf + self.vm_weight * vm)
+        else:
+            with torch.no_grad():       # logged only: no backward through them while they are off
+                crf, vm = self.regularisers(logits, data)
+            loss = seg
+        logs.update({"seg": seg.detach(), "crf": crf.detach(), "vm": vm.detach(), "ramp": weight})
+        return loss, logs
+
+    def on_train_epoch_end(self, train_outputs):
+        super().on_train_epoch_end(train_outputs)
+        gate = self.foreground_gate
+        if gate is not None and gate.onset is not None and not getattr(self, "_onset_logged", False):
+            self.print_to_log_file(f"nnunet_weak: regularisers start at {100 * gate.onset:.1f} % of training "
+                                   f"(foreground seeds predicted)")
+            self._onset_logged = True
 
 
 class nnUNetTrainerPASeg_noDS(nnUNetTrainerPASeg):
@@ -77,6 +127,11 @@ class nnUNetTrainerPASeg_noDS(nnUNetTrainerPASeg):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.enable_deep_supervision = False
+
+
+class nnUNetTrainerPASeg_fixedRamp(nnUNetTrainerPASeg):
+    """The spec's schedule: the ramp starts at iteration 0 whatever the network predicts."""
+    wait_for_foreground = None
 
 
 class nnUNetTrainerPASeg_fullAug(nnUNetTrainerPASeg):
@@ -91,6 +146,7 @@ class nnUNetTrainerPASeg_lateRamp(nnUNetTrainerPASeg):
     it any foreground (see the README)."""
     ramp_start = 0.3
     ramp_end = 0.5
+    wait_for_foreground = None
 
 
 class nnUNetTrainerPASegAux(nnUNetTrainerPASeg):
@@ -111,3 +167,4 @@ class nnUNetTrainerPASegAux_lateRamp(nnUNetTrainerPASegAux):
     """The peer with the late ramp of ``nnUNetTrainerPASeg_lateRamp``."""
     ramp_start = 0.3
     ramp_end = 0.5
+    wait_for_foreground = None

@@ -42,6 +42,7 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
     stage2_length = 1 / 3         # of nnU-Net's default epochs, unless NNW_NUM_EPOCHS is set
     primary_stage1_trainer = "nnUNetTrainerPASeg"
     aux_stage1_trainer = "nnUNetTrainerPASegAux"
+    wait_for_foreground = None    # no regularisers in stage 2
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):

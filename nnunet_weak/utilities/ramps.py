@@ -37,3 +37,31 @@ def ramp(kind: str, progress: float, start: float = 0.0, end: float = 1.0) -> fl
     if kind not in RAMPS:
         raise ValueError(f"unknown ramp {kind!r}; choose one of {sorted(RAMPS)}")
     return RAMPS[kind](progress, start, end)
+
+
+class OnsetGate:
+    """The start of a ramp that waits for the network: the progress at which the running mean of a measured
+    quantity (e.g. the share of foreground seeds the network already predicts) first reaches ``threshold``.
+
+    ``update(value, progress)`` once per step; ``onset`` is None until the gate has opened. Checkpointable
+    (``state_dict`` / ``load_state_dict``), so a resumed run keeps its schedule.
+    """
+
+    def __init__(self, threshold: float, window: int = 10):
+        self.threshold = threshold
+        self.window = window
+        self.recent = []
+        self.onset = None
+
+    def update(self, value: float, progress: float) -> None:
+        if self.onset is not None:
+            return
+        self.recent = (self.recent + [float(value)])[-self.window:]
+        if len(self.recent) == self.window and sum(self.recent) / self.window >= self.threshold:
+            self.onset = float(progress)
+
+    def state_dict(self) -> dict:
+        return {"onset": self.onset, "recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.onset, self.recent = state["onset"], list(state["recent"])
