@@ -33,6 +33,8 @@ CONVERSIONS = {
     802: ("Dataset802_ACDCDense", "ACDC"),
     803: ("Dataset803_MSCMRScribble", "MSCMRseg"),
     804: ("Dataset804_ACDCPoints", "ACDC"),
+    814: ("Dataset814_ACDCFewScribble", "ACDC"),
+    815: ("Dataset815_MSCMRFewScribble", "MSCMRseg"),
 }
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
 # Published predictions on fold 0 (test = patients 001-020, 40 frames), 3D Dice per class and HD95 in mm,
@@ -87,6 +89,20 @@ def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configura
         raise NNWError(f"{splits_pre} differs from {splits_raw}; remove one of them so the benchmark folds are the "
                        f"published ones.")
     return raw
+
+
+def parse_pair(text: str) -> tuple:
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) in CONVERSIONS for p in parts) or parts[0] == parts[1]:
+        raise NNWError(f"--pair {text!r}: expected TARGET:AUX, two different dataset ids of {sorted(CONVERSIONS)}")
+    return int(parts[0]), int(parts[1])
+
+
+def pair_datasets(target: int, aux: int, source: str, env: dict, log: str, configuration: str) -> None:
+    """Prepare the auxiliary dataset and pair it with the target for ModelMix (idempotent)."""
+    prepare_dataset(aux, source, env, log, configuration)
+    print(f"[benchmark] pairing {CONVERSIONS[target][0]} with {CONVERSIONS[aux][0]} for ModelMix")
+    steps.run_command(["nnunet_weak_modelmix_pair", "-t", target, "-a", aux, "-c", configuration], env, log)
 
 
 def validation_cases(env: dict, dataset: str, fold: int) -> list:
@@ -234,11 +250,14 @@ def main(argv=None) -> int:
                         help="add this invocation's rows to the report at --out (rows with the same label are "
                              "replaced), e.g. a stage-2 trainer with a different --epochs")
     parser.add_argument("--note", action="append", default=[], help="a measurement note printed under the table")
+    parser.add_argument("--pair", action="append", default=[], metavar="TARGET:AUX",
+                        help="pair two datasets for nnUNetTrainerModelMix before training (nnunet_weak_modelmix_pair)")
     parser.add_argument("--tta", action="store_true",
                         help="predict with nnU-Net's mirroring TTA (about 4x the prediction time on a CPU)")
     args = parser.parse_args(argv)
 
     runs = [parse_run(r) for r in args.run]
+    pairs = [parse_pair(p) for p in args.pair]
     args.workdir = os.path.abspath(args.workdir)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     env = steps.nnunet_environment(args.workdir, NNW_NUM_EPOCHS=args.epochs, NNW_ITERS_PER_EPOCH=args.iters,
@@ -248,6 +267,8 @@ def main(argv=None) -> int:
     if not args.rescore_timing:
         for dataset_id in dict.fromkeys(r["dataset_id"] for r in runs):
             prepare_dataset(dataset_id, os.path.abspath(args.source), env, log, args.configuration)
+        for target, aux in pairs:
+            pair_datasets(target, aux, os.path.abspath(args.source), env, log, args.configuration)
 
     plans = load_json(os.path.join(env["nnUNet_preprocessed"], runs[0]["dataset"], "nnUNetPlans.json"))
     config = plans["configurations"][args.configuration]

@@ -16,24 +16,13 @@ Run it on an otherwise idle machine: it measures wall time.
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import torch
+from step_cost import median_seconds  # benchmarks/ is on the path when run as a script
 
 from nnunet_weak.losses.gated_crf import MultiViewGatedCRFLoss
 from nnunet_weak.losses.variance import VarianceMinimisationLoss
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(plans_file: str, configuration: str, repeats: int) -> dict:
@@ -110,11 +99,11 @@ def measure(plans_file: str, configuration: str, repeats: int) -> dict:
 
     r = {"configuration": configuration, "batch_size": cm.batch_size, "patch_size": list(cm.patch_size),
          "crf_grid": list(crf.grid_shape(cm.patch_size)), "threads": torch.get_num_threads(),
-         "step_seg": _median_seconds(step(False, False), repeats),
-         "step_seg_crf": _median_seconds(step(True, False), repeats),
-         "step_seg_crf_vm": _median_seconds(step(True, True), repeats),
-         "step_scm": _median_seconds(scm_step, repeats),
-         "crf_alone": _median_seconds(alone(crf), repeats), "vm_alone": _median_seconds(alone(vm), repeats)}
+         "step_seg": median_seconds(step(False, False), repeats),
+         "step_seg_crf": median_seconds(step(True, False), repeats),
+         "step_seg_crf_vm": median_seconds(step(True, True), repeats),
+         "step_scm": median_seconds(scm_step, repeats),
+         "crf_alone": median_seconds(alone(crf), repeats), "vm_alone": median_seconds(alone(vm), repeats)}
     r["crf_share"] = (r["step_seg_crf"] - r["step_seg"]) / r["step_seg_crf_vm"]
     r["regularisers_share"] = (r["step_seg_crf_vm"] - r["step_seg"]) / r["step_seg_crf_vm"]
     r["paseg_ratio"] = r["step_seg_crf_vm"] / r["step_seg"]

@@ -25,6 +25,13 @@ def test_parse_run():
         bench.parse_run("999:nnUNetTrainerPCE")
 
 
+def test_parse_pair():
+    assert bench.parse_pair("801:803") == (801, 803)
+    for bad in ("801", "801:801", "801:999", "a:b"):
+        with pytest.raises(NNWError, match="TARGET:AUX"):
+            bench.parse_pair(bad)
+
+
 def _row(label, trainer, mean_dice, sec):
     return {"label": label, "trainer": trainer, "dataset": "Dataset801_ACDCScribble", "n_cases": 40,
             "dice": {"RV": mean_dice, "MYO": mean_dice, "LV": mean_dice}, "mean_dice": mean_dice,

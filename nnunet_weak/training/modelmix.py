@@ -29,12 +29,13 @@ import random
 from os.path import join
 
 import torch
+from batchgenerators.utilities.file_and_folder_operations import isfile, load_json
+from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-from batchgenerators.utilities.file_and_folder_operations import isfile, load_json
 
 from nnunet_weak.data.rotation import rotate, rotate_labels, valid_after_round_trip
-from nnunet_weak.losses.vicinal import (batch_mixup, class_cosine, draw_beta, mixup_terms, one_hot_partial)
+from nnunet_weak.losses.vicinal import batch_mixup, class_cosine, draw_beta, mixup_terms, one_hot_partial
 from nnunet_weak.networks.param_mix import mixed_parameters, mixing_pool, virtual_forward
 from nnunet_weak.planning.pair_datasets import read_pairing
 from nnunet_weak.training.two_networks import set_deep_supervision
@@ -115,7 +116,6 @@ class nnUNetTrainerModelMix(nnUNetTrainerWeakBase):
 
     def _build_aux_trainer(self) -> nnUNetTrainerModelMixAux:
         pairing = read_pairing(self.preprocessed_dataset_folder_base)
-        from nnunetv2.paths import nnUNet_preprocessed
         name = maybe_convert_to_dataset_name(pairing["aux_dataset"])
         plans_file = join(nnUNet_preprocessed, name, pairing["aux_plans"] + ".json")
         dataset_json_file = join(nnUNet_preprocessed, name, "dataset.json")
