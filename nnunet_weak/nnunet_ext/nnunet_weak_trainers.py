@@ -3,7 +3,7 @@ from nnunet_weak.training.budget import nnUNetTrainerBudget  # noqa: F401
 from nnunet_weak.training.pce import nnUNetTrainerPCE  # noqa: F401
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase  # noqa: F401
 from nnunet_weak.training.paseg import (nnUNetTrainerPASeg, nnUNetTrainerPASeg_fixedRamp,  # noqa: F401
-                                        nnUNetTrainerPASeg_fullAug,
+                                        nnUNetTrainerPASeg_fullAug, nnUNetTrainerPASeg_lowCRF,
                                         nnUNetTrainerPASeg_lateRamp, nnUNetTrainerPASeg_noDS,
                                         nnUNetTrainerPASegAux, nnUNetTrainerPASegAux_lateRamp)
 from nnunet_weak.training.paseg_scm import nnUNetTrainerPASegSCM  # noqa: F401

@@ -134,6 +134,12 @@ class nnUNetTrainerPASeg_fixedRamp(nnUNetTrainerPASeg):
     wait_for_foreground = None
 
 
+class nnUNetTrainerPASeg_lowCRF(nnUNetTrainerPASeg):
+    """mCRF weight 0.1 instead of 1.0: at the paper's weight the regularisers removed the RV on ACDC points
+    (README, PA-Seg results)."""
+    crf_weight = 0.1
+
+
 class nnUNetTrainerPASeg_fullAug(nnUNetTrainerPASeg):
     """With nnU-Net's full augmentation, noise, blur and low-resolution simulation included."""
     full_augmentation = True
