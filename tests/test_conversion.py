@@ -71,10 +71,11 @@ def acdc(tmp_path):
     return write_acdc(tmp_path / "ACDC", PATIENTS, gt_spacing=(1.5001, 1.5, 10.0), gt_origin=(1.01, 2.0, 3.0))
 
 
-def _mscmr(tmp_path, with_test=False):
+def write_mscmr(tmp_path, with_test=False, train=(1, 2), val=(3,)):
+    """A synthetic MSCMRseg release (train/ scribbles, val/ dense, optional test folder): (root, test or None)."""
     root = tmp_path / "MSCMRseg"
     rng = np.random.default_rng(0)
-    for part, subjects, suffix in (("train", (1, 2), "_scribble"), ("val", (3,), "_manual")):
+    for part, subjects, suffix in (("train", train, "_scribble"), ("val", val, "_manual")):
         (root / part / "images").mkdir(parents=True)
         (root / part / "labels").mkdir(parents=True)
         for k in subjects:
@@ -196,7 +197,7 @@ def test_missing_or_bad_source_files(acdc, tmp_path):
 
 
 def test_mscmr_conversion(tmp_path):
-    source, test = _mscmr(tmp_path, with_test=True)
+    source, test = write_mscmr(tmp_path, with_test=True)
     module = conversion_script("Dataset803_MSCMRScribble")
     raw = tmp_path / "raw"
     out = module.convert(str(source), str(raw), test=str(test), verbose=False)

@@ -13,7 +13,7 @@ from conftest import conversion_script
 from nnunet_weak.annotation.few_scribbles import OFFICIAL_PICKS, PICKS_FILE, select_few_scribbles
 from nnunet_weak.annotation.myops import DENSE_VALUES, SCRIBBLE_VALUES, map_label_values
 from nnunet_weak.utilities.errors import NNWError
-from test_conversion import SHAPE, SPACING, _dense, _scribble, _write, write_acdc
+from test_conversion import SHAPE, SPACING, _dense, _scribble, _write, write_acdc, write_mscmr
 
 pytestmark = pytest.mark.usefixtures("no_preprocessed")
 
@@ -154,17 +154,7 @@ MSCMR_VAL = (1, 8)
 
 @pytest.fixture
 def mscmr(tmp_path):
-    root = tmp_path / "MSCMRseg"
-    rng = np.random.default_rng(0)
-    for part, subjects, suffix in (("train", MSCMR_TRAIN, "_scribble"), ("val", MSCMR_VAL, "_manual")):
-        (root / part / "images").mkdir(parents=True)
-        (root / part / "labels").mkdir(parents=True)
-        for k in subjects:
-            _write(rng.integers(0, 500, SHAPE).astype(np.int16), root / part / "images" / f"subject{k}_DE.nii.gz")
-            dense = _dense(k)
-            _write(_scribble(dense) if part == "train" else dense,
-                   root / part / "labels" / f"subject{k}_DE{suffix}.nii.gz")
-    return root
+    return write_mscmr(tmp_path, train=MSCMR_TRAIN, val=MSCMR_VAL)[0]
 
 
 def test_dataset815_official_picks(mscmr, tmp_path, capsys):

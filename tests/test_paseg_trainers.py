@@ -197,13 +197,19 @@ def test_stage1_stage2_resume_predict_cli(tiny_env, tmp_path, configuration):
         assert sorted(f for f in os.listdir(pred) if f.endswith(".nii.gz")) == ["tiny_008.nii.gz", "tiny_009.nii.gz"]
 
 
-def test_late_ramp_variant_starts_regularisers_later(use_env):
-    trainer = make_trainer("nnUNetTrainerPASeg_lateRamp")
+def _ramp_setup(name):
+    """An initialised trainer on a 10 x 10-iteration schedule, a random batch, its outputs and random targets."""
+    trainer = make_trainer(name)
     trainer.initialize()
     data = torch.randn(2, 1, 48, 48)
     output = trainer.network(data)
     target = [torch.randint(0, 5, (2, 1, *o.shape[2:])).float() for o in output]
     trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
+    return trainer, data, output, target
+
+
+def test_late_ramp_variant_starts_regularisers_later(use_env):
+    trainer, data, output, target = _ramp_setup("nnUNetTrainerPASeg_lateRamp")
     trainer.current_epoch, trainer._iter_in_epoch = 2, 9  # 29 % of training: regularisers still off
     loss, logs = trainer.compute_loss(output, target, data, {})
     assert logs["ramp"] == 0.0 and loss.item() == pytest.approx(trainer.loss(output, target).item(), rel=1e-6)
@@ -223,12 +229,7 @@ def test_onset_gate_opens_on_the_running_mean_and_survives_a_checkpoint():
 
 
 def test_regularisers_wait_for_foreground_seeds(use_env):
-    trainer = make_trainer("nnUNetTrainerPASeg")
-    trainer.initialize()
-    data = torch.randn(2, 1, 48, 48)
-    output = trainer.network(data)
-    target = [torch.randint(0, 5, (2, 1, *o.shape[2:])).float() for o in output]
-    trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
+    trainer, data, output, target = _ramp_setup("nnUNetTrainerPASeg")
     background = [torch.zeros_like(o) for o in output]
     for o in background:
         o[:, 0] = 10.0                                       # predicts background everywhere

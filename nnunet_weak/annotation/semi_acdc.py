@@ -62,7 +62,7 @@ def acdc_semi_splits(cases: Iterable[str], labelled_patients: Iterable[int]) -> 
 
 
 @contextlib.contextmanager
-def raw_splits_only():
+def _raw_splits_only():
     """Hide ``nnUNet_preprocessed`` so that the generic ACDC conversion writes (and checks) only the raw folder's
     splits; the semi-supervised splits are checked and written afterwards."""
     saved = os.environ.pop("nnUNet_preprocessed", None)
@@ -71,6 +71,17 @@ def raw_splits_only():
     finally:
         if saved is not None:
             os.environ["nnUNet_preprocessed"] = saved
+
+
+def convert_acdc_with_splits(source: str, nnunet_raw: str, dataset_name: str, splits, scribbles: bool,
+                             overwrite: bool, verbose: bool, weak_labels, kind: str) -> str:
+    """``convert_acdc`` with this dataset's own ``splits`` instead of the 5-fold ones (checked by the caller
+    before anything is written); returns the dataset folder."""
+    with _raw_splits_only():
+        folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=scribbles, overwrite=overwrite,
+                              verbose=verbose, weak_labels=weak_labels, kind=kind)
+    write_splits(folder, splits, overwrite=True)
+    return folder
 
 
 def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction: float, seed: int = DEFAULT_SEED,
@@ -91,10 +102,8 @@ def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction:
 
     kind = (f"dense labels for {len(labelled)} of {len(patients)} patients ({fraction:.0%} of each fold block, "
             f"seed {seed}), all-ignore (unlabelled) for the others")
-    with raw_splits_only():
-        folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=False, overwrite=overwrite,
-                              verbose=verbose, weak_labels=labels, kind=kind)
-    write_splits(folder, splits, overwrite=True)   # checked above, before anything was written
+    folder = convert_acdc_with_splits(source, nnunet_raw, dataset_name, splits, False, overwrite, verbose, labels,
+                                      kind)
 
     path = os.path.join(folder, "dataset.json")
     with open(path) as f:

@@ -130,9 +130,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
         if self.was_initialized:
             return
         super().initialize()
-        if self.is_ddp:
-            raise NNWError(f"{type(self).__name__} does not support multi-GPU (DDP) training: network B and the "
-                           f"kMaX layers' no-gradient predictors are outside DDP's bookkeeping. Train on one GPU.")
+        self.refuse_multi_gpu("network B and the kMaX layers' no-gradient predictors are outside DDP's bookkeeping")
         if self.shared_networks:
             self.network_b = self.network
         else:

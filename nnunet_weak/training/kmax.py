@@ -22,7 +22,6 @@ from nnunet_weak.networks.kmax_plainunet import LEVEL_STRIDES, build_kmax_plain_
 from nnunet_weak.training.dkuxnet import explicit_compile, single_scale
 from nnunet_weak.training.loss_factory import dice_ce_loss
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
-from nnunet_weak.utilities.errors import NNWError
 
 KMAX_HEAD = dict(num_queries=128, query_dim=256, pixel_dim=64, mask_dim=64, layers_per_level=2,
                  level_strides=LEVEL_STRIDES, norm="nnunet", query_groups="per_class", num_heads=8, key_dim=128,
@@ -50,9 +49,7 @@ class nnUNetTrainerKMaX(nnUNetTrainerWeakBase):
         if self.was_initialized:
             return
         super().initialize()
-        if self.is_ddp:
-            raise NNWError(f"{type(self).__name__} does not support multi-GPU (DDP) training: the kMaX layers' "
-                           f"predictors feed a no-gradient argmax only. Train on one GPU.")
+        self.refuse_multi_gpu("the kMaX layers' predictors feed a no-gradient argmax only")
         ignore = self.label_manager.ignore_label
         self.conv_loss = single_scale(dice_ce_loss(self, ignore_label=ignore))
         groups = self.KMAX_KW.get("query_groups", "per_class")

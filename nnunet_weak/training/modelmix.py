@@ -97,9 +97,7 @@ class nnUNetTrainerModelMix(nnUNetTrainerWeakBase):
         if self.was_initialized:
             return
         super().initialize()
-        if self.is_ddp:
-            raise NNWError("nnUNetTrainerModelMix does not support multi-GPU (DDP) training: the auxiliary "
-                           "network and the virtual forward passes bypass DDP. Train on one GPU.")
+        self.refuse_multi_gpu("the auxiliary network and the virtual forward passes bypass DDP")
         self.aux = self._build_aux_trainer()
         self.aux.initialize()
         self._check_same_architecture()

@@ -78,9 +78,7 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
         if self.was_initialized:
             return
         super().initialize()
-        if self.is_ddp:
-            raise NNWError("nnUNetTrainerPCLMix does not support multi-GPU (DDP) training: its second forward "
-                           "pass and auxiliary outputs bypass DDP's gradient hooks. Train on one GPU.")
+        self.refuse_multi_gpu("its second forward pass and auxiliary outputs bypass DDP's gradient hooks")
         if self.batch_size < 2:
             raise NNWError(f"PCLMix mixes samples of a batch and needs a batch size of at least 2; the plans "
                            f"give {self.batch_size} for {self.configuration_name!r}. Raise batch_size in the plans.")

@@ -131,6 +131,12 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         finally:
             nnunet_trainer_module.nnUNetDataLoader = original
 
+    def refuse_multi_gpu(self, reason: str) -> None:
+        """Stop with one line under DDP, for trainers whose extra networks or passes DDP does not see."""
+        if self.is_ddp:
+            raise NNWError(f"{type(self).__name__} does not support multi-GPU (DDP) training: {reason}. "
+                           f"Train on one GPU.")
+
     def labelled_mask(self, keys) -> torch.Tensor:
         """(b,) bool tensor on the device: True where the batch entry comes from a labelled case."""
         unlabelled = self.unlabelled_keys or set()
