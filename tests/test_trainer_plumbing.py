@@ -7,6 +7,7 @@ import torch
 from conftest import UNLABELLED, TINY_ID
 from nnunet_weak.data.transforms import pad_as_ignore
 from nnunet_weak.training.contract import check_inference_contract
+from nnunet_weak.utilities.errors import NNWError
 
 
 def make_trainer(name="nnUNetTrainerPCE", configuration="2d_lite", fold=0):
@@ -71,6 +72,20 @@ def test_images_per_scale_match_outputs():
     assert [tuple(i.shape) for i in images] == [(2, 1, 8, 8), (2, 1, 4, 4), (2, 1, 2, 2)]
     assert images[0] is not None and torch.equal(images[0], data)
     assert images[1][0, 0, 0, 0] == pytest.approx(data[0, 0, :2, :2].mean().item())  # area average
+
+
+def test_cpu_thread_count_from_environment(use_env, monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("NNW_NUM_THREADS", "1")
+        make_trainer()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("NNW_NUM_THREADS", "0")
+        with pytest.raises(NNWError, match="NNW_NUM_THREADS='0' is invalid"):
+            make_trainer()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_progress_counts_global_iterations(use_env):

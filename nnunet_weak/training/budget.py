@@ -5,6 +5,8 @@
 ``NNW_SKIP_FINAL_VALIDATION=1`` (on scribble labels its Dice counts scribble pixels only, and the benchmarks
 predict the validation cases with ``nnUNetv2_predict`` anyway), and the wall time of each epoch's
 training phase written to ``fold_X/nnunet_weak_timing.json`` (for the benchmarks' seconds per iteration).
+On the CPU ``NNW_NUM_THREADS`` replaces the thread count ``nnUNetv2_train -device cpu`` sets (all cores), so two
+trainings can share a machine without oversubscribing it.
 Nothing else differs: on a dataset with an ``ignore`` label it is the "nnU-Net+pL" baseline (masked Dice + CE
 with deep supervision). Every nnunet_weak trainer derives from it, so the same variables shorten all of them.
 """
@@ -45,6 +47,10 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         if changed:
             self.print_to_log_file(f"nnunet_weak: training length from the environment: {changed}")
         self._train_phase_seconds = []
+        threads = env_int("NNW_NUM_THREADS", 1)
+        if threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+            self.print_to_log_file(f"nnunet_weak: {threads} CPU thread(s) (NNW_NUM_THREADS)")
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         if env_flag("NNW_SKIP_FINAL_VALIDATION"):

@@ -7,6 +7,7 @@
 | NNW_VAL_ITERS_PER_EPOCH   | validation iterations per epoch (pseudo Dice)                       | 50               |
 | NNW_SKIP_FINAL_VALIDATION | 1: skip nnU-Net's validation after training (run it later with      | 0                |
 |                           | ``nnUNetv2_train ... --val`` without this variable)                 |                  |
+| NNW_NUM_THREADS           | CPU training threads (nnUNetv2_train -device cpu uses all cores)    | all cores        |
 | NNW_LABELLED_FRACTION     | share of each batch drawn from labelled cases when a dataset also   | trainer's        |
 |                           | holds unlabelled (all-ignore) cases, in [0, 1]                      |                  |
 | NNW_PAD_AS_IGNORE         | 1: padded / rotated-in border pixels get the ignore label, 0: they  | 1 for weak       |
