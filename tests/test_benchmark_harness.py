@@ -66,3 +66,34 @@ def test_seconds_per_iteration_is_robust_median(tmp_path):
         {"iterations_per_epoch": 10, "epochs": [30.0, 5.0, 6.0, 50.0, 7.0]}))  # warm-up, then one noisy epoch
     assert train_seconds_per_iteration(str(tmp_path)) == pytest.approx(0.65)
     assert train_seconds_per_iteration(str(tmp_path / "missing")) is None
+
+
+_pspec = importlib.util.spec_from_file_location(
+    "paired_difference", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "paired_difference.py"))
+paired = importlib.util.module_from_spec(_pspec)
+_pspec.loader.exec_module(paired)
+
+
+def _evaluation(values: dict) -> dict:
+    """evaluate_dense-like JSON: case -> (dice, hd95) for one class 'LV'."""
+    return {"per_case": {case: {"LV": {"dice": d, "hd95": h}} for case, (d, h) in values.items()}}
+
+
+def test_paired_difference_resamples_patients():
+    base = _evaluation({"p1_frame01": (0.5, 10.0), "p1_frame02": (0.5, 10.0), "p2_frame01": (0.2, None)})
+    method = _evaluation({"p1_frame01": (0.7, 4.0), "p1_frame02": (0.5, 12.0), "p2_frame01": (0.6, 3.0)})
+    rows = {(r["metric"], r["class"]): r for r in paired.compare(base, method, resamples=4000)}
+    dice = rows[("dice", "LV")]
+    # case differences 0.2, 0.0 (patient 1) and 0.4 (patient 2): mean 0.2; resampling two patients gives
+    # 0.1 (p1 twice), 0.2 (one each) or 0.4 (p2 twice), so the 95 % interval is [0.1, 0.4]
+    assert dice["difference"] == pytest.approx(0.2)
+    assert (dice["ci_low"], dice["ci_high"]) == (pytest.approx(0.1), pytest.approx(0.4))
+    assert dice["method_better"] == 2 and dice["n_cases"] == 3
+    hd = rows[("hd95", "LV")]   # p2 has an empty baseline prediction: left out
+    assert hd["n_cases"] == 2 and hd["difference"] == pytest.approx(-2.0) and hd["method_better"] == 1
+    assert rows[("dice", "mean")]["difference"] == pytest.approx(0.2)
+
+
+def test_paired_difference_refuses_other_cases():
+    with pytest.raises(NNWError, match="different cases"):
+        paired.compare(_evaluation({"p1_frame01": (0.5, 1.0)}), _evaluation({"p2_frame01": (0.5, 1.0)}), 10)
