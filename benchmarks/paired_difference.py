@@ -26,11 +26,7 @@ def patient_of(case: str) -> str:
 
 def paired_values(base: dict, method: dict, cls: Optional[str], metric: str) -> Dict[str, float]:
     """case -> method - baseline for one class (None: mean over classes, Dice only); cases where either is
-    undefined are left out."""
-    if set(base["per_case"]) != set(method["per_case"]):
-        missing = set(base["per_case"]) ^ set(method["per_case"])
-        raise NNWError(f"the two evaluations cover different cases (e.g. {sorted(missing)[:3]}); evaluate the "
-                         f"same validation fold with both trainers.")
+    undefined are left out. Both evaluations cover the same cases (checked by ``compare``)."""
     out = {}
     for case, rows in base["per_case"].items():
         classes = [cls] if cls is not None else list(rows)
@@ -58,6 +54,10 @@ def bootstrap_interval(differences: Dict[str, float], resamples: int, seed: int 
 
 
 def compare(base: dict, method: dict, resamples: int) -> List[dict]:
+    if set(base["per_case"]) != set(method["per_case"]):
+        missing = set(base["per_case"]) ^ set(method["per_case"])
+        raise NNWError(f"the two evaluations cover different cases (e.g. {sorted(missing)[:3]}); evaluate the "
+                       f"same validation fold with both trainers.")
     classes = list(next(iter(base["per_case"].values())))
     rows = []
     for metric in ("dice", "hd95"):
