@@ -1,6 +1,7 @@
-"""ACDC benchmark: train trainers at one common iteration budget, predict the validation fold with
+"""ACDC / MSCMRseg benchmark: train trainers at one common iteration budget, predict the validation fold with
 ``nnUNetv2_predict``, evaluate against the dense reference labels, and write a results table (markdown + JSON)
-and a bar chart, next to the published fold-0 numbers.
+and a bar chart; ACDC tables also list the published fold-0 numbers. One table holds rows validated on one data
+set (ACDC fold 0, or the 5 dense MSCMRseg validation subjects).
 
     python benchmarks/acdc_benchmark.py --source ../shared/data \\
         --run 802:nnUNetTrainerBudget:"nnU-Net, dense labels (upper bound)" \\
@@ -37,8 +38,9 @@ CONVERSIONS = {
     815: ("Dataset815_MSCMRFewScribble", "MSCMRseg"),
 }
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
-# Published predictions on fold 0 (test = patients 001-020, 40 frames), 3D Dice per class and HD95 in mm,
+# Published predictions on ACDC fold 0 (test = patients 001-020, 40 frames), 3D Dice per class and HD95 in mm,
 # means over frames and classes, as given in the benchmark issue (PCLMix paper and its released predictions).
+# Listed only under tables whose rows are all validated on ACDC.
 PUBLISHED = [
     ("UNet, full supervision (published)", 0.915, 5.64),
     ("PCLMix (published)", 0.897, 3.11),
@@ -166,16 +168,38 @@ def _fmt(value, digits=3):
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
+def source_of(dataset: str) -> str:
+    """'ACDC' or 'MSCMRseg': the data a converted dataset (and so its validation fold) comes from."""
+    return next(sub for name, sub in CONVERSIONS.values() if name == dataset)
+
+
+def check_one_source(datasets: list, out: str) -> None:
+    """One table compares rows on one validation set: ACDC fold 0 and the MSCMRseg val subjects do not mix."""
+    sources = sorted({source_of(d) for d in datasets})
+    if len(sources) > 1:
+        raise NNWError(f"{out}: rows validated on {' and '.join(sources)} would share one table; give each "
+                       f"validation set its own --out, e.g. {out}_acdc and {out}_mscmr.")
+
+
+def published_rows(rows: list) -> list:
+    """The published ACDC fold-0 numbers, when every row is validated on ACDC; none otherwise."""
+    return PUBLISHED if all(source_of(r["dataset"]) == "ACDC" for r in rows) else []
+
+
 def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     base = next((r["sec_per_iter"] for r in rows if r["trainer"] == "nnUNetTrainerBudget" and r["sec_per_iter"]),
                 None)
-    lines = [f"# ACDC benchmark, fold {meta['fold']} ({meta['n_val_cases']} validation frames), {meta['configuration']}",
+    sources = " + ".join(dict.fromkeys(source_of(r["dataset"]) for r in rows))
+    published = published_rows(rows)
+    lines = [f"# {sources} benchmark, fold {meta['fold']} ({meta['n_val_cases']} validation cases), "
+             f"{meta['configuration']}",
              "",
              f"Budget: {meta['epochs']} epochs x {meta['iters']} iterations = {meta['epochs'] * meta['iters']} "
              f"iterations per trainer unless the 'iterations' column says otherwise (batch {meta['batch_size']}, "
              f"patch {meta['patch_size']}). "
              f"Machine: {meta['machine']}.",
-             "Dice and HD95 (mm): 3D per frame and class against the dense reference labels, averaged over frames "
+             "Dice and HD95 (mm): 3D per case (ACDC: per frame) and class against the dense reference labels, "
+             "averaged over cases "
              "(empty predictions: Dice 0, HD95 excluded and counted). sec/iter: training phase wall time per "
              "iteration (data loading included; median epoch, first epoch skipped). sec/case: nnUNetv2_predict wall time "
              f"(start-up included, mirroring TTA {'on' if meta['tta'] else 'off'}) / number of frames.",
@@ -189,7 +213,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
         lines.append(f"| {r['label']} | {r['trainer']} | {r['dataset']} | {its} | {_fmt(r['dice']['RV'])} | "
                      f"{_fmt(r['dice']['MYO'])} | {_fmt(r['dice']['LV'])} | **{_fmt(r['mean_dice'])}** | "
                      f"{_fmt(r['mean_hd95'], 2)} | {_fmt(r['sec_per_iter'])} | {ratio} | {_fmt(r['sec_per_case'], 1)} |")
-    for name, dice, hd in PUBLISHED:
+    for name, dice, hd in published:
         lines.append(f"| {name} | - | published fold-0 predictions | | | | | {dice:.3f} | {hd:.2f} | | | |")
     lines += [f"\nNote: {n}" for n in meta.get("notes", [])]
     invocations = meta["invocation"] if isinstance(meta["invocation"], list) else [meta["invocation"]]
@@ -199,7 +223,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     with open(out_prefix + ".md", "w") as f:
         f.write(table)
     with open(out_prefix + ".json", "w") as f:
-        json.dump(json_ready({"rows": rows, "published": PUBLISHED, "meta": meta}), f, indent=2, allow_nan=False)
+        json.dump(json_ready({"rows": rows, "published": published, "meta": meta}), f, indent=2, allow_nan=False)
     return table
 
 
@@ -208,9 +232,10 @@ def bar_chart(rows: list, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["label"] for r in rows] + [p[0] for p in PUBLISHED]
-    values = [r["mean_dice"] for r in rows] + [p[1] for p in PUBLISHED]
-    colours = ["tab:blue"] * len(rows) + ["tab:gray"] * len(PUBLISHED)
+    published = published_rows(rows)
+    names = [r["label"] for r in rows] + [p[0] for p in published]
+    values = [r["mean_dice"] for r in rows] + [p[1] for p in published]
+    colours = ["tab:blue"] * len(rows) + ["tab:gray"] * len(published)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.2))
     ax.barh(range(len(names)), values, color=colours)
     for i, v in enumerate(values):
@@ -218,8 +243,10 @@ def bar_chart(rows: list, path: str) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.05)
-    ax.set_xlabel("mean Dice (RV, Myo, LV), ACDC fold 0, dense reference")
-    ax.set_title("blue: measured here at the common budget; grey: published fold-0 predictions", fontsize=8)
+    sources = " + ".join(dict.fromkeys(source_of(r["dataset"]) for r in rows))
+    ax.set_xlabel(f"mean Dice (RV, Myo, LV), {sources} validation fold, dense reference")
+    ax.set_title("blue: measured here at the common budget" +
+                 ("; grey: published fold-0 predictions" if published else ""), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -258,6 +285,8 @@ def main(argv=None) -> int:
 
     runs = [parse_run(r) for r in args.run]
     pairs = [parse_pair(p) for p in args.pair]
+    saved_rows = load_json(args.out + ".json")["rows"] if args.append and os.path.isfile(args.out + ".json") else []
+    check_one_source([r["dataset"] for r in runs + saved_rows], args.out)
     args.workdir = os.path.abspath(args.workdir)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     env = steps.nnunet_environment(args.workdir, NNW_NUM_EPOCHS=args.epochs, NNW_ITERS_PER_EPOCH=args.iters,

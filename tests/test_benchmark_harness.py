@@ -32,21 +32,27 @@ def test_parse_pair():
             bench.parse_pair(bad)
 
 
-def _row(label, trainer, mean_dice, sec):
-    return {"label": label, "trainer": trainer, "dataset": "Dataset801_ACDCScribble", "n_cases": 40,
+def _row(label, trainer, mean_dice, sec, dataset="Dataset801_ACDCScribble"):
+    return {"label": label, "trainer": trainer, "dataset": dataset, "n_cases": 40,
             "dice": {"RV": mean_dice, "MYO": mean_dice, "LV": mean_dice}, "mean_dice": mean_dice,
             "mean_hd95": float("nan"), "sec_per_iter": sec, "sec_per_case": 3.0}
 
 
-def test_report_table_json_and_chart(tmp_path):
-    rows = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.8, 0.5), _row("pCE", "nnUNetTrainerPCE", 0.7, 0.75),
-            {**_row("stage 2", "nnUNetTrainerPASegSCM", 0.6, 1.0), "iterations": 350}]
+def _report(rows, tmp_path):
     args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False, note=["n1"],
                                  workdir="/w", out=str(tmp_path / "res"))
     env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
                             "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}
-    table = bench.report(rows, args, bench.invocation(["--source", "d", "--run", "801:nnUNetTrainerPCE:pCE"]), env,
-                         {"batch_size": 12, "patch_size": [128, 112]})
+    return bench.report(rows, args, bench.invocation(["--source", "d", "--run", "801:nnUNetTrainerPCE:pCE"]), env,
+                        {"batch_size": 12, "patch_size": [128, 112]})
+
+
+def test_report_table_json_and_chart(tmp_path):
+    rows = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.8, 0.5), _row("pCE", "nnUNetTrainerPCE", 0.7, 0.75),
+            {**_row("stage 2", "nnUNetTrainerPASegSCM", 0.6, 1.0), "iterations": 350},
+            _row("few scribbles", "nnUNetTrainerBudget", 0.5, 0.5, "Dataset814_ACDCFewScribble")]
+    table = _report(rows, tmp_path)
+    assert table.startswith("# ACDC benchmark")
     pce_line = next(line for line in table.splitlines() if line.startswith("| pCE |"))
     assert "| 1.50 |" in pce_line  # 0.75 s / 0.5 s against nnUNetTrainer(Budget)
     assert "| 6 |" in pce_line  # rows without their own budget ran the invocation's
@@ -58,6 +64,22 @@ def test_report_table_json_and_chart(tmp_path):
     assert saved["rows"][0]["mean_hd95"] is None  # strict JSON: NaN written as null
     assert saved["meta"]["invocation"].endswith("--run 801:nnUNetTrainerPCE:pCE")
     assert (tmp_path / "res.png").stat().st_size > 1000
+
+
+def test_mscmr_table_has_its_own_title_and_no_acdc_published_rows(tmp_path):
+    rows = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.3, 0.8, "Dataset803_MSCMRScribble"),
+            _row("ModelMix", "nnUNetTrainerModelMix", 0.4, 4.0, "Dataset815_MSCMRFewScribble")]
+    table = _report(rows, tmp_path)
+    assert table.startswith("# MSCMRseg benchmark")
+    assert "(published)" not in table and "0.897" not in table
+    assert json.loads((tmp_path / "res.json").read_text())["published"] == []
+    assert "| 5.00 |" in next(line for line in table.splitlines() if line.startswith("| ModelMix |"))
+
+
+def test_rows_on_different_validation_sets_are_refused():
+    bench.check_one_source(["Dataset801_ACDCScribble", "Dataset814_ACDCFewScribble"], "out")  # same ACDC fold
+    with pytest.raises(NNWError, match="ACDC and MSCMRseg.*own --out"):
+        bench.check_one_source(["Dataset801_ACDCScribble", "Dataset803_MSCMRScribble"], "out")
 
 
 def test_seconds_per_iteration_is_robust_median(tmp_path):
