@@ -24,6 +24,7 @@ import time
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import load_json
 
+from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.experiment import steps
 from nnunet_weak.utilities.errors import NNWError
@@ -34,6 +35,8 @@ CONVERSIONS = {
     802: ("Dataset802_ACDCDense", "ACDC"),
     803: ("Dataset803_MSCMRScribble", "MSCMRseg"),
     804: ("Dataset804_ACDCPoints", "ACDC"),
+    805: ("Dataset805_ACDCSemi10", "ACDC"),
+    806: ("Dataset806_ACDCSemi20", "ACDC"),
     814: ("Dataset814_ACDCFewScribble", "ACDC"),
     815: ("Dataset815_MSCMRFewScribble", "MSCMRseg"),
 }
@@ -107,8 +110,17 @@ def pair_datasets(target: int, aux: int, source: str, env: dict, log: str, confi
     steps.run_command(["nnunet_weak_modelmix_pair", "-t", target, "-a", aux, "-c", configuration], env, log)
 
 
-def validation_cases(env: dict, dataset: str, fold: int) -> list:
-    return sorted(load_json(os.path.join(env["nnUNet_preprocessed"], dataset, "splits_final.json"))[fold]["val"])
+def evaluation_cases(env: dict, dataset: str, fold: int) -> list:
+    """The cases predicted and scored: the fold's validation cases and, on ACDC, every frame of the fold's
+    20-patient block. The semi-supervised datasets validate on the block's labelled patients only; scoring the
+    whole block puts them on the same 40 frames as the scribble rows."""
+    val = load_json(os.path.join(env["nnUNet_preprocessed"], dataset, "splits_final.json"))[fold]["val"]
+    if source_of(dataset) != "ACDC":
+        return sorted(val)
+    dense = os.path.join(env["nnUNet_raw"], dataset, "labelsTr_dense")
+    block = set(acdc_fold_patients(fold))
+    cases = {f[:-len(".nii.gz")] for f in os.listdir(dense) if f.endswith(".nii.gz")}
+    return sorted({c for c in cases if acdc_patient(c) in block} | set(val))
 
 
 def link_inputs(raw: str, cases: list, folder: str) -> str:
@@ -135,7 +147,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
     else:
         print(f"[benchmark] reusing {final}")
         train_seconds = None
-    cases = validation_cases(env, run["dataset"], args.fold)
+    cases = evaluation_cases(env, run["dataset"], args.fold)
     inputs = link_inputs(raw, cases, os.path.join(args.workdir, "inputs", f"{run['dataset']}_fold{args.fold}"))
     pred = os.path.join(args.workdir, "predictions", f"{run['dataset']}__{run['trainer']}__{args.configuration}"
                                                      f"__fold{args.fold}")

@@ -119,3 +119,22 @@ def test_paired_difference_resamples_patients():
 def test_paired_difference_refuses_other_cases():
     with pytest.raises(NNWError, match="different cases"):
         paired.compare(_evaluation({"p1_frame01": (0.5, 1.0)}), _evaluation({"p2_frame01": (0.5, 1.0)}), 10)
+
+
+def test_acdc_rows_are_scored_on_the_whole_fold_block(tmp_path):
+    # a semi-supervised dataset validates on the block's labelled patients only; the benchmark scores every frame
+    # of the block (patients 1-20 for fold 0), so its rows compare with the scribble rows on the same frames
+    env = {"nnUNet_raw": str(tmp_path / "raw"), "nnUNet_preprocessed": str(tmp_path / "pre")}
+    for name, val in (("Dataset805_ACDCSemi10", ["patient003_frame01"]),
+                      ("Dataset803_MSCMRScribble", ["subject1_DE"])):
+        dense = tmp_path / "raw" / name / "labelsTr_dense"
+        dense.mkdir(parents=True)
+        for case in ("patient003_frame01", "patient003_frame12", "patient020_frame01", "patient021_frame01",
+                     "subject1_DE", "subject2_DE"):
+            if case.startswith("patient") == name.startswith("Dataset805"):
+                (dense / f"{case}.nii.gz").write_bytes(b"")
+        (tmp_path / "pre" / name).mkdir(parents=True)
+        (tmp_path / "pre" / name / "splits_final.json").write_text(json.dumps([{"train": [], "val": val}]))
+    assert bench.evaluation_cases(env, "Dataset805_ACDCSemi10", 0) == \
+        ["patient003_frame01", "patient003_frame12", "patient020_frame01"]
+    assert bench.evaluation_cases(env, "Dataset803_MSCMRScribble", 0) == ["subject1_DE"]  # MSCMRseg: its val list

@@ -40,6 +40,16 @@ def test_labelled_fraction_per_batch(use_env, monkeypatch):
     assert mask.sum().item() == n_lab
 
 
+def test_labelled_only_baseline_never_draws_unlabelled_cases(use_env):
+    trainer = make_trainer("nnUNetTrainerLabelledOnly")
+    trainer.initialize()
+    dl_train, _ = trainer.get_dataloaders()
+    loader = dl_train.data_loader
+    drawn = {k for _ in range(20) for k in loader.get_indices()}
+    assert trainer.unlabelled_keys == set(UNLABELLED) and not drawn & trainer.unlabelled_keys
+    assert len(drawn) > 1 and not trainer.pad_as_ignore
+
+
 def test_default_sampling_is_nnunets(use_env):
     trainer = make_trainer()
     trainer.initialize()

@@ -1,6 +1,7 @@
 # Shim read by nnU-Net's trainer lookup. Absolute imports only: this folder is imported as a top-level path.
 from nnunet_weak.training.budget import nnUNetTrainerBudget  # noqa: F401
 from nnunet_weak.training.pce import nnUNetTrainerPCE  # noqa: F401
+from nnunet_weak.training.labelled_only import nnUNetTrainerLabelledOnly  # noqa: F401
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase  # noqa: F401
 from nnunet_weak.training.paseg import (nnUNetTrainerPASeg, nnUNetTrainerPASeg_fixedRamp,  # noqa: F401
                                         nnUNetTrainerPASeg_fullAug, nnUNetTrainerPASeg_lowCRF,
