@@ -193,6 +193,11 @@ def check_one_source(datasets: list, out: str) -> None:
                        f"validation set its own --out, e.g. {out}_acdc and {out}_mscmr.")
 
 
+def sources_of(rows: list) -> str:
+    """The validation set(s) of a table's rows, for its title and the chart's axis ("ACDC", "MSCMRseg")."""
+    return " + ".join(dict.fromkeys(source_of(r["dataset"]) for r in rows))
+
+
 def published_rows(rows: list) -> list:
     """The published ACDC fold-0 numbers, when every row is validated on ACDC; none otherwise."""
     return PUBLISHED if all(source_of(r["dataset"]) == "ACDC" for r in rows) else []
@@ -201,9 +206,8 @@ def published_rows(rows: list) -> list:
 def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     base = next((r["sec_per_iter"] for r in rows if r["trainer"] == "nnUNetTrainerBudget" and r["sec_per_iter"]),
                 None)
-    sources = " + ".join(dict.fromkeys(source_of(r["dataset"]) for r in rows))
     published = published_rows(rows)
-    lines = [f"# {sources} benchmark, fold {meta['fold']} ({meta['n_val_cases']} validation cases), "
+    lines = [f"# {sources_of(rows)} benchmark, fold {meta['fold']} ({meta['n_val_cases']} validation cases), "
              f"{meta['configuration']}",
              "",
              f"Budget: {meta['epochs']} epochs x {meta['iters']} iterations = {meta['epochs'] * meta['iters']} "
@@ -255,8 +259,7 @@ def bar_chart(rows: list, path: str) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.05)
-    sources = " + ".join(dict.fromkeys(source_of(r["dataset"]) for r in rows))
-    ax.set_xlabel(f"mean Dice (RV, Myo, LV), {sources} validation fold, dense reference")
+    ax.set_xlabel(f"mean Dice (RV, Myo, LV), {sources_of(rows)} validation fold, dense reference")
     ax.set_title("blue: measured here at the common budget" +
                  ("; grey: published fold-0 predictions" if published else ""), fontsize=8)
     fig.tight_layout()
@@ -297,8 +300,8 @@ def main(argv=None) -> int:
 
     runs = [parse_run(r) for r in args.run]
     pairs = [parse_pair(p) for p in args.pair]
-    saved_rows = load_json(args.out + ".json")["rows"] if args.append and os.path.isfile(args.out + ".json") else []
-    check_one_source([r["dataset"] for r in runs + saved_rows], args.out)
+    saved = load_json(args.out + ".json") if args.append and os.path.isfile(args.out + ".json") else None
+    check_one_source([r["dataset"] for r in runs + (saved["rows"] if saved else [])], args.out)
     args.workdir = os.path.abspath(args.workdir)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     env = steps.nnunet_environment(args.workdir, NNW_NUM_EPOCHS=args.epochs, NNW_ITERS_PER_EPOCH=args.iters,
@@ -317,8 +320,7 @@ def main(argv=None) -> int:
         print(rescore_timing(args, env, config))
         return 0
     rows, invoked = [], invocation(argv)
-    if args.append and os.path.isfile(args.out + ".json"):
-        saved = load_json(args.out + ".json")
+    if saved:
         new_labels = {r["label"] for r in runs}
         rows = [r for r in saved["rows"] if r["label"] not in new_labels]
         earlier = saved["meta"]["invocation"]
