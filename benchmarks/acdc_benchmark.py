@@ -44,6 +44,8 @@ CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
 # Published predictions on ACDC fold 0 (test = patients 001-020, 40 frames), 3D Dice per class and HD95 in mm,
 # means over frames and classes, as given in the benchmark issue (PCLMix paper and its released predictions).
 # Listed only under tables whose rows are all validated on ACDC.
+# the sec/iter ratio's reference: nnUNetTrainer under the benchmark budget (first row of that trainer)
+DEFAULT_COST_REFERENCE = "nnUNetTrainerBudget"
 PUBLISHED = [
     ("UNet, full supervision (published)", 0.915, 5.64),
     ("PCLMix (published)", 0.897, 3.11),
@@ -199,13 +201,15 @@ def sources_of(rows: list) -> str:
 
 
 def published_rows(rows: list) -> list:
-    """The published ACDC fold-0 numbers, when every row is validated on ACDC; none otherwise."""
-    return PUBLISHED if all(source_of(r["dataset"]) == "ACDC" for r in rows) else []
+    """The published ACDC fold-0 scribble-benchmark numbers, when every row is validated on ACDC and one of them
+    is trained on scribbles; none otherwise (e.g. a semi-supervised table, where they would not compare)."""
+    on_acdc = all(source_of(r["dataset"]) == "ACDC" for r in rows)
+    return PUBLISHED if on_acdc and any("Scribble" in r["dataset"] for r in rows) else []
 
 
 def write_table(rows: list, meta: dict, out_prefix: str) -> str:
-    base = next((r["sec_per_iter"] for r in rows if r["trainer"] == "nnUNetTrainerBudget" and r["sec_per_iter"]),
-                None)
+    reference = meta.get("cost_reference", DEFAULT_COST_REFERENCE)
+    base = next((r["sec_per_iter"] for r in rows if r["trainer"] == reference and r["sec_per_iter"]), None)
     published = published_rows(rows)
     lines = [f"# {sources_of(rows)} benchmark, fold {meta['fold']} ({meta['n_val_cases']} validation cases), "
              f"{meta['configuration']}",
@@ -221,7 +225,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
              f"(start-up included, mirroring TTA {'on' if meta['tta'] else 'off'}) / number of frames.",
              "",
              "| model | trainer | labels | iterations | Dice RV | Dice Myo | Dice LV | mean Dice | mean HD95 | "
-             "sec/iter | cost vs nnUNetTrainer | sec/case |",
+             f"sec/iter | cost vs {reference} | sec/case |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = _fmt(r["sec_per_iter"] / base, 2) if base and r["sec_per_iter"] else "-"
@@ -292,6 +296,11 @@ def main(argv=None) -> int:
                         help="add this invocation's rows to the report at --out (rows with the same label are "
                              "replaced), e.g. a stage-2 trainer with a different --epochs")
     parser.add_argument("--note", action="append", default=[], help="a measurement note printed under the table")
+    parser.add_argument("--cost-reference", default=None, metavar="TRAINER",
+                        help=f"the trainer whose first row is the sec/iter ratio's reference (default: the one an "
+                             f"appended or rescored report used, else {DEFAULT_COST_REFERENCE}); e.g. "
+                             f"nnUNetTrainerLabelledOnly, whose step is nnUNetTrainer's, when the "
+                             f"{DEFAULT_COST_REFERENCE} row's timing was contended")
     parser.add_argument("--pair", action="append", default=[], metavar="TARGET:AUX",
                         help="pair two datasets for nnUNetTrainerModelMix before training (nnunet_weak_modelmix_pair)")
     parser.add_argument("--tta", action="store_true",
@@ -325,7 +334,7 @@ def main(argv=None) -> int:
         rows = [r for r in saved["rows"] if r["label"] not in new_labels]
         earlier = saved["meta"]["invocation"]
         invoked = (earlier if isinstance(earlier, list) else [earlier]) + [invoked]
-        args.note = [n for n in saved["meta"].get("notes", []) if n not in args.note] + args.note
+        keep_saved_settings(args, saved["meta"])
         steps.history[:] = [c.replace("$WORK", args.workdir) for c in saved["meta"]["commands"]]
     for run in runs:
         start = time.perf_counter()
@@ -342,12 +351,20 @@ def invocation(argv) -> str:
         f'"{a}"' if " " in a else a for a in (argv if argv is not None else sys.argv[1:]))
 
 
+def keep_saved_settings(args, saved_meta: dict) -> None:
+    """An appended or rescored report keeps its earlier notes and cost reference unless this call names them."""
+    args.note = [n for n in saved_meta.get("notes", []) if n not in args.note] + args.note
+    if args.cost_reference is None:
+        args.cost_reference = saved_meta.get("cost_reference")
+
+
 def rescore_timing(args, env: dict, config: dict) -> str:
     """Rewrite the report of a finished benchmark from its JSON with the current timing statistic."""
     if not os.path.isfile(args.out + ".json"):
         raise NNWError(f"{args.out}.json not found: --rescore-timing rewrites a finished benchmark's report; "
                        f"pass the --out prefix of that run.")
     saved = load_json(args.out + ".json")
+    keep_saved_settings(args, saved["meta"])
     rows = saved["rows"]
     for r in rows:
         folder = steps.model_folder(env, r["dataset"], r["trainer"], args.configuration)
@@ -362,6 +379,7 @@ def rescore_timing(args, env: dict, config: dict) -> str:
 def report(rows: list, args, invoked: str, env: dict, config: dict) -> str:
     meta = {"fold": args.fold, "configuration": args.configuration, "epochs": args.epochs, "iters": args.iters,
             "tta": args.tta, "notes": args.note,
+            "cost_reference": getattr(args, "cost_reference", None) or DEFAULT_COST_REFERENCE,
             "val_iters": args.val_iters, "batch_size": config.get("batch_size"),
             "patch_size": config.get("patch_size"), "n_val_cases": rows[0]["n_cases"], "machine": machine(),
             "invocation": invoked,

@@ -38,9 +38,9 @@ def _row(label, trainer, mean_dice, sec, dataset="Dataset801_ACDCScribble"):
             "mean_hd95": float("nan"), "sec_per_iter": sec, "sec_per_case": 3.0}
 
 
-def _report(rows, tmp_path):
+def _report(rows, tmp_path, cost_reference=None):
     args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False, note=["n1"],
-                                 workdir="/w", out=str(tmp_path / "res"))
+                                 workdir="/w", out=str(tmp_path / "res"), cost_reference=cost_reference)
     env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
                             "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}
     return bench.report(rows, args, bench.invocation(["--source", "d", "--run", "801:nnUNetTrainerPCE:pCE"]), env,
@@ -74,6 +74,27 @@ def test_mscmr_table_has_its_own_title_and_no_acdc_published_rows(tmp_path):
     assert "(published)" not in table and "0.897" not in table
     assert json.loads((tmp_path / "res.json").read_text())["published"] == []
     assert "| 5.00 |" in next(line for line in table.splitlines() if line.startswith("| ModelMix |"))
+
+
+def test_semi_supervised_table_takes_its_cost_reference_and_lists_no_scribble_publications(tmp_path):
+    rows = [_row("dense", "nnUNetTrainerBudget", 0.8, 2.0, "Dataset802_ACDCDense"),  # a contended timing
+            _row("labelled only", "nnUNetTrainerLabelledOnly", 0.6, 0.5, "Dataset805_ACDCSemi10"),
+            _row("kMaX", "nnUNetTrainerKMaX_lite", 0.65, 0.8, "Dataset805_ACDCSemi10")]
+    table = _report(rows, tmp_path, cost_reference="nnUNetTrainerLabelledOnly")
+    assert "cost vs nnUNetTrainerLabelledOnly" in table
+    assert "| 1.60 |" in next(line for line in table.splitlines() if line.startswith("| kMaX |"))  # 0.8 / 0.5
+    assert "| 4.00 |" in next(line for line in table.splitlines() if line.startswith("| dense |"))
+    assert "(published)" not in table  # the published fold-0 rows are scribble-trained
+    saved = json.loads((tmp_path / "res.json").read_text())
+    assert saved["meta"]["cost_reference"] == "nnUNetTrainerLabelledOnly" and saved["published"] == []
+
+    # appending or rescoring keeps the saved reference and notes unless the call names its own
+    args = types.SimpleNamespace(note=["n2"], cost_reference=None)
+    bench.keep_saved_settings(args, saved["meta"])
+    assert args.cost_reference == "nnUNetTrainerLabelledOnly" and args.note == ["n1", "n2"]
+    args = types.SimpleNamespace(note=[], cost_reference="nnUNetTrainerBudget")
+    bench.keep_saved_settings(args, saved["meta"])
+    assert args.cost_reference == "nnUNetTrainerBudget" and args.note == ["n1"]
 
 
 def test_rows_on_different_validation_sets_are_refused():
