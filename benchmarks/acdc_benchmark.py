@@ -163,6 +163,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
                              overwrite=True)
     if result["n_cases"] != len(cases):
         raise NNWError(f"{pred}: {result['n_cases']} predictions evaluated, {len(cases)} expected")
+    keep_per_case(pred + "_dense_eval.json", args.out)
     return {
         **run,
         "iterations": args.epochs * args.iters,
@@ -176,6 +177,16 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "train_wall_s": train_seconds,
         "sec_per_case": predict_seconds / len(cases),
     }
+
+
+def keep_per_case(evaluation_json: str, out_prefix: str) -> str:
+    """Copy a row's per-case evaluation next to the results table (``per_case/``), so that paired comparisons
+    (paired_difference.py) can be recomputed from the repository after the work folder is gone."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(out_prefix)), "per_case")
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, os.path.basename(evaluation_json))
+    shutil.copyfile(evaluation_json, target)
+    return target
 
 
 def _fmt(value, digits=3):

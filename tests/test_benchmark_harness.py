@@ -142,6 +142,25 @@ def test_paired_difference_refuses_other_cases():
         paired.compare(_evaluation({"p1_frame01": (0.5, 1.0)}), _evaluation({"p2_frame01": (0.5, 1.0)}), 10)
 
 
+def test_kept_per_case_copy_feeds_the_paired_comparison(tmp_path):
+    # the work folder (and its *_dense_eval.json) may be gone in a later session; the copy under
+    # results/per_case must still give the paired comparison
+    pred = tmp_path / "work" / "predictions"
+    pred.mkdir(parents=True)
+    for name, values in (("base", {"p1_frame01": (0.5, 10.0), "p2_frame01": (0.2, 8.0)}),
+                         ("method", {"p1_frame01": (0.7, 4.0), "p2_frame01": (0.6, 3.0)})):
+        (pred / f"{name}_dense_eval.json").write_text(json.dumps(_evaluation(values)))
+    out = tmp_path / "results" / "table"
+    kept = [bench.keep_per_case(str(pred / f"{n}_dense_eval.json"), str(out)) for n in ("base", "method")]
+    assert kept == [str(tmp_path / "results" / "per_case" / f"{n}_dense_eval.json") for n in ("base", "method")]
+    for path in (pred / "base_dense_eval.json", pred / "method_dense_eval.json"):
+        path.unlink()
+    assert paired.main([*kept, "--resamples", "100", "--out", str(tmp_path / "diff")]) == 0
+    rows = {(r["metric"], r["class"]): r for r in json.loads((tmp_path / "diff.json").read_text())["rows"]}
+    assert rows[("dice", "LV")]["difference"] == pytest.approx(0.3)
+    assert rows[("hd95", "LV")]["difference"] == pytest.approx(-5.5)
+
+
 def test_acdc_rows_are_scored_on_the_whole_fold_block(tmp_path):
     # a semi-supervised dataset validates on the block's labelled patients only; the benchmark scores every frame
     # of the block (patients 1-20 for fold 0), so its rows compare with the scribble rows on the same frames
