@@ -27,6 +27,8 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.experiment import steps
+from nnunet_weak.planning.pair_datasets import DEFAULT_PLANS, aux_plans_name
+from nnunet_weak.training.modelmix_export import AUX_TRAINER
 from nnunet_weak.utilities.errors import NNWError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,6 +45,7 @@ CONVERSIONS = {
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
 # the sec/iter ratio's reference: nnUNetTrainer under the benchmark budget (first row of that trainer)
 DEFAULT_COST_REFERENCE = "nnUNetTrainerBudget"
+MODELMIX_TRAINER = "nnUNetTrainerModelMix"
 # Published predictions on ACDC fold 0 (test = patients 001-020, 40 frames), 3D Dice per class and HD95 in mm,
 # means over frames and classes, as given in the benchmark issue (PCLMix paper and its released predictions).
 # Listed only under tables whose rows are all validated on ACDC and that hold a scribble-trained row.
@@ -106,10 +109,27 @@ def parse_pair(text: str) -> tuple:
 
 
 def pair_datasets(target: int, aux: int, source: str, env: dict, log: str, configuration: str) -> None:
-    """Prepare the auxiliary dataset and pair it with the target for ModelMix (idempotent)."""
+    """Prepare both datasets and pair them for ModelMix (idempotent)."""
+    prepare_dataset(target, source, env, log, configuration)
     prepare_dataset(aux, source, env, log, configuration)
     print(f"[benchmark] pairing {CONVERSIONS[target][0]} with {CONVERSIONS[aux][0]} for ModelMix")
     steps.run_command(["nnunet_weak_modelmix_pair", "-t", target, "-a", aux, "-c", configuration], env, log)
+
+
+def modelmix_source(run: dict, pairs: list, env: dict, configuration: str, fold: int) -> dict:
+    """Where an ``nnUNetTrainerModelMixAux`` row comes from: the ModelMix fold trained on the target that ``--pair
+    TARGET:AUX`` pairs with this row's dataset. One ModelMix run trains both tasks' networks; this row scores the
+    auxiliary one, exported as a fold of the auxiliary dataset (under the target's moved plans)."""
+    targets = [t for t, a in pairs if a == run["dataset_id"]]
+    if len(targets) != 1:
+        raise NNWError(f"--run {run['dataset_id']}:{AUX_TRAINER} scores the auxiliary network of a ModelMix run; "
+                       f"name that run's pairing once with --pair TARGET:{run['dataset_id']}.")
+    target = CONVERSIONS[targets[0]][0]
+    fold_folder = os.path.join(steps.model_folder(env, target, MODELMIX_TRAINER, configuration), f"fold_{fold}")
+    if not os.path.isfile(os.path.join(fold_folder, "checkpoint_final.pth")):
+        raise NNWError(f"{fold_folder}/checkpoint_final.pth not found: train the ModelMix row first, e.g. "
+                       f"--pair {targets[0]}:{run['dataset_id']} --run {targets[0]}:{MODELMIX_TRAINER}.")
+    return {"target_id": targets[0], "fold_folder": fold_folder, "plans": aux_plans_name(DEFAULT_PLANS, target)}
 
 
 def evaluation_cases(env: dict, dataset: str, fold: int) -> list:
@@ -141,7 +161,15 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
     model = steps.model_folder(env, run["dataset"], run["trainer"], args.configuration)
     fold_folder = os.path.join(model, f"fold_{args.fold}")
     final = os.path.join(fold_folder, "checkpoint_final.pth")
-    if args.retrain or not os.path.isfile(final):
+    plans, timing_folder = DEFAULT_PLANS, fold_folder
+    if run["trainer"] == AUX_TRAINER:
+        source = modelmix_source(run, args.pairs, env, args.configuration, args.fold)
+        run = {**run, "trained_in": CONVERSIONS[source["target_id"]][0]}
+        print(f"[benchmark] exporting the auxiliary network of {source['fold_folder']}")
+        steps.run_command(["nnunet_weak_modelmix_export", "-d", source["target_id"], "-c", args.configuration,
+                           "-f", args.fold, "--overwrite"], env, log)  # the benchmark's own work folder
+        plans, timing_folder, train_seconds = source["plans"], source["fold_folder"], None
+    elif args.retrain or not os.path.isfile(final):
         if args.retrain and os.path.isdir(fold_folder):
             shutil.rmtree(fold_folder)
         print(f"[benchmark] training {run['label']} ({run['trainer']} on {run['dataset']})")
@@ -157,7 +185,8 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         shutil.rmtree(pred)
     print(f"[benchmark] predicting {len(cases)} validation cases")
     predict_seconds = steps.predict(inputs, pred, run["dataset_id"], args.configuration, args.fold, run["trainer"],
-                                    env, log, [] if args.tta else ["--disable_tta"])
+                                    env, log, ([] if args.tta else ["--disable_tta"]) +
+                                    ([] if plans == DEFAULT_PLANS else ["-p", plans]))
     result = evaluate_folder(pred, os.path.join(raw, "labelsTr_dense"), CLASSES,
                              output_json=pred + "_dense_eval.json", output_md=pred + "_dense_eval.md",
                              overwrite=True)
@@ -173,7 +202,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "mean_dice": result["mean_over_classes"]["dice"],
         "mean_hd95": result["mean_over_classes"]["hd95"],
         "empty_predictions": result["empty_predictions"],
-        "sec_per_iter": steps.train_seconds_per_iteration(fold_folder),
+        "sec_per_iter": steps.train_seconds_per_iteration(timing_folder),
         "train_wall_s": train_seconds,
         "sec_per_case": predict_seconds / len(cases),
     }
@@ -313,13 +342,15 @@ def main(argv=None) -> int:
                              f"nnUNetTrainerLabelledOnly, whose step is nnUNetTrainer's, when the "
                              f"{DEFAULT_COST_REFERENCE} row's timing was contended")
     parser.add_argument("--pair", action="append", default=[], metavar="TARGET:AUX",
-                        help="pair two datasets for nnUNetTrainerModelMix before training (nnunet_weak_modelmix_pair)")
+                        help="pair two datasets for nnUNetTrainerModelMix before training (nnunet_weak_modelmix_pair); "
+                             "a run AUX:nnUNetTrainerModelMixAux scores the auxiliary network of TARGET's "
+                             "ModelMix run (exported, not trained again)")
     parser.add_argument("--tta", action="store_true",
                         help="predict with nnU-Net's mirroring TTA (about 4x the prediction time on a CPU)")
     args = parser.parse_args(argv)
 
     runs = [parse_run(r) for r in args.run]
-    pairs = [parse_pair(p) for p in args.pair]
+    pairs = args.pairs = [parse_pair(p) for p in args.pair]
     saved = load_json(args.out + ".json") if args.append and os.path.isfile(args.out + ".json") else None
     check_one_source([r["dataset"] for r in runs + (saved["rows"] if saved else [])], args.out)
     args.workdir = os.path.abspath(args.workdir)
@@ -378,7 +409,8 @@ def rescore_timing(args, env: dict, config: dict) -> str:
     keep_saved_settings(args, saved["meta"])
     rows = saved["rows"]
     for r in rows:
-        folder = steps.model_folder(env, r["dataset"], r["trainer"], args.configuration)
+        folder = (steps.model_folder(env, r["trained_in"], MODELMIX_TRAINER, args.configuration)
+                  if "trained_in" in r else steps.model_folder(env, r["dataset"], r["trainer"], args.configuration))
         r["sec_per_iter"] = steps.train_seconds_per_iteration(os.path.join(folder, f"fold_{args.fold}"))
         for key in ("dice", "hd95"):
             r[key] = {c: (float("nan") if v is None else v) for c, v in r[key].items()}

@@ -178,3 +178,50 @@ def test_acdc_rows_are_scored_on_the_whole_fold_block(tmp_path):
     assert bench.evaluation_cases(env, "Dataset805_ACDCSemi10", 0) == \
         ["patient003_frame01", "patient003_frame12", "patient020_frame01"]
     assert bench.evaluation_cases(env, "Dataset803_MSCMRScribble", 0) == ["subject1_DE"]  # MSCMRseg: its val list
+
+
+def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_path, monkeypatch):
+    # one ModelMix run trains both tasks' networks: a row AUX:nnUNetTrainerModelMixAux exports the auxiliary one
+    # from TARGET's fold (--pair TARGET:AUX), predicts it under the target's moved plans and takes its sec/iter
+    # from that training run
+    env = {"nnUNet_raw": str(tmp_path / "raw"), "nnUNet_preprocessed": str(tmp_path / "pre"),
+           "nnUNet_results": str(tmp_path / "res")}
+    run = bench.parse_run("803:nnUNetTrainerModelMixAux:ModelMix, MSCMRseg network of the ACDC run")
+    with pytest.raises(NNWError, match="--pair TARGET:803"):
+        bench.modelmix_source(run, [(801, 814)], env, "2d_lite", 0)
+    with pytest.raises(NNWError, match="train the ModelMix row first"):
+        bench.modelmix_source(run, [(801, 803)], env, "2d_lite", 0)
+
+    target_fold = tmp_path / "res" / "Dataset801_ACDCScribble" / "nnUNetTrainerModelMix__nnUNetPlans__2d_lite" / "fold_0"
+    target_fold.mkdir(parents=True)
+    (target_fold / "checkpoint_final.pth").write_bytes(b"")
+    from nnunet_weak.experiment.steps import TIMING_FILE
+    (target_fold / TIMING_FILE).write_text(json.dumps({"epochs": [99.0, 8.0, 8.0], "iterations_per_epoch": 2}))
+    (tmp_path / "pre" / "Dataset803_MSCMRScribble").mkdir(parents=True)
+    (tmp_path / "pre" / "Dataset803_MSCMRScribble" / "splits_final.json").write_text(
+        json.dumps([{"train": [], "val": ["subject1_DE"]}]))
+    (tmp_path / "raw" / "Dataset803_MSCMRScribble" / "imagesTr").mkdir(parents=True)
+
+    calls = {}
+    monkeypatch.setattr(bench.steps, "run_command", lambda args, *_: calls.setdefault("export", list(args)))
+    monkeypatch.setattr(bench.steps, "train", lambda *a, **k: pytest.fail("an auxiliary row must not train"))
+    monkeypatch.setattr(bench.steps, "predict", lambda *a: calls.setdefault("predict", a) and 12.0)
+
+    def fake_evaluate(pred, reference, classes, output_json, output_md, overwrite):
+        with open(output_json, "w") as f:
+            json.dump(_evaluation({"subject1_DE": (0.5, 3.0)}), f)
+        per_class = {c: {"dice": 0.5, "hd95": 3.0} for c in classes}
+        return {"n_cases": 1, "mean": per_class, "mean_over_classes": {"dice": 0.5, "hd95": 3.0},
+                "empty_predictions": {c: 0 for c in classes}}
+    monkeypatch.setattr(bench, "evaluate_folder", fake_evaluate)
+    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[(801, 803)], retrain=False, tta=False,
+                                 workdir=str(tmp_path / "work"), out=str(tmp_path / "results" / "mscmr"),
+                                 epochs=2, iters=2)
+    (tmp_path / "work" / "predictions").mkdir(parents=True)
+    row = bench.run_one(run, args, env, str(tmp_path / "log"))
+    assert calls["export"] == ["nnunet_weak_modelmix_export", "-d", 801, "-c", "2d_lite", "-f", 0, "--overwrite"]
+    assert list(calls["predict"][-1][-2:]) == ["-p", "nnUNetPlans_mm801"]
+    assert row["sec_per_iter"] == pytest.approx(4.0)      # median of the target run's epochs after the first / 2
+    assert row["trained_in"] == "Dataset801_ACDCScribble" and row["train_wall_s"] is None
+    assert (tmp_path / "results" / "per_case" /
+            "Dataset803_MSCMRScribble__nnUNetTrainerModelMixAux__2d_lite__fold0_dense_eval.json").is_file()
