@@ -411,7 +411,11 @@ def rescore_timing(args, env: dict, config: dict) -> str:
     for r in rows:
         folder = (steps.model_folder(env, r["trained_in"], MODELMIX_TRAINER, args.configuration)
                   if "trained_in" in r else steps.model_folder(env, r["dataset"], r["trainer"], args.configuration))
-        r["sec_per_iter"] = steps.train_seconds_per_iteration(os.path.join(folder, f"fold_{args.fold}"))
+        measured = steps.train_seconds_per_iteration(os.path.join(folder, f"fold_{args.fold}"))
+        if measured is None:  # that run's work folder is gone (e.g. an earlier session): keep what it measured
+            print(f"[benchmark] {r['label']}: no timing file under {folder}; keeping {r['sec_per_iter']} s/iter")
+        else:
+            r["sec_per_iter"] = measured
         for key in ("dice", "hd95"):
             r[key] = {c: (float("nan") if v is None else v) for c, v in r[key].items()}
         r["mean_hd95"] = float("nan") if r["mean_hd95"] is None else r["mean_hd95"]

@@ -13,6 +13,7 @@ opened). Inference cost: the median time of ``network(data)`` in eval mode witho
 machine: it measures wall time. Writes a markdown table and JSON.
 """
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -43,8 +44,12 @@ def measure(dataset: str, configuration: str, trainer_name: str, repeats: int, p
     loader, val_loader = trainer.get_dataloaders()
     batch = next(loader)
     aux = getattr(trainer, "aux", None)
-    if aux is not None:                 # ModelMix: the auxiliary task's loader feeds every step
-        aux.dataloader_train, aux.dataloader_val = aux.get_dataloaders()
+    aux_loaders = ()
+    if aux is not None:
+        # ModelMix draws the auxiliary task's batch inside train_step: hand it one pre-loaded batch again and
+        # again, so that (as for the target) augmentation is not timed as part of the step
+        aux_loaders = aux.get_dataloaders()
+        aux.dataloader_train, aux.dataloader_val = itertools.repeat(next(aux_loaders[0])), aux_loaders[1]
     trainer.current_epoch = int(progress * trainer.num_epochs)
     gate = getattr(trainer, "foreground_gate", None)
     if gate is not None:
@@ -61,7 +66,7 @@ def measure(dataset: str, configuration: str, trainer_name: str, repeats: int, p
         with torch.no_grad():
             network(data)
     inference = median_seconds(infer, repeats)
-    for dl in (loader, val_loader) + ((aux.dataloader_train, aux.dataloader_val) if aux is not None else ()):
+    for dl in (loader, val_loader) + tuple(aux_loaders):
         if hasattr(dl, "_finish"):
             dl._finish()
     return {"trainer": trainer_name, "step_s": step, "inference_s": inference, "batch_size": trainer.batch_size,

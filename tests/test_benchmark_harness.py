@@ -225,3 +225,26 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     assert row["trained_in"] == "Dataset801_ACDCScribble" and row["train_wall_s"] is None
     assert (tmp_path / "results" / "per_case" /
             "Dataset803_MSCMRScribble__nnUNetTrainerModelMixAux__2d_lite__fold0_dense_eval.json").is_file()
+
+
+def test_rescoring_keeps_the_timing_of_rows_whose_work_folder_is_gone(tmp_path):
+    # a table that outlived its work folder: rescoring (e.g. to add a note) must not wipe measured sec/iter
+    rows = [_row("pL", "nnUNetTrainerBudget", 0.5, 0.8, "Dataset801_ACDCScribble"),
+            _row("new", "nnUNetTrainerPCE", 0.6, 0.4, "Dataset801_ACDCScribble")]
+    for r in rows:
+        r["hd95"] = {c: 5.0 for c in r["dice"]}
+    _report(rows, tmp_path)
+    from nnunet_weak.experiment.steps import TIMING_FILE
+    fold = tmp_path / "results" / "Dataset801_ACDCScribble" / "nnUNetTrainerPCE__nnUNetPlans__2d_lite" / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / TIMING_FILE).write_text(json.dumps({"epochs": [9.0, 3.0, 3.0], "iterations_per_epoch": 3}))
+    args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False,
+                                 note=["machine changed"], workdir="/w", out=str(tmp_path / "res"), cost_reference=None)
+    env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
+                            "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}
+    env["nnUNet_results"] = str(tmp_path / "results")
+    table = bench.rescore_timing(args, env, {"batch_size": 12, "patch_size": [128, 112]})
+    rows = {r["label"]: r for r in json.loads((tmp_path / "res.json").read_text())["rows"]}
+    assert rows["pL"]["sec_per_iter"] == pytest.approx(0.8)      # no timing file: kept
+    assert rows["new"]["sec_per_iter"] == pytest.approx(1.0)     # re-read: median 3.0 s / 3 iterations
+    assert "Note: machine changed" in table and "| 1.25 |" in table  # 1.0 / 0.8
