@@ -158,10 +158,15 @@ def link_inputs(raw: str, cases: list, folder: str) -> str:
 
 def run_one(run: dict, args, env: dict, log: str) -> dict:
     raw = os.path.join(env["nnUNet_raw"], run["dataset"])
-    model = steps.model_folder(env, run["dataset"], run["trainer"], args.configuration)
+    plans = args.plans
+    plans_file = os.path.join(env["nnUNet_preprocessed"], run["dataset"], plans + ".json")
+    if run["trainer"] != AUX_TRAINER and not os.path.isfile(plans_file):
+        raise NNWError(f"{plans_file} not found: --plans {plans} names plans {run['dataset']} does not have; a "
+                       f"ModelMix pairing (--pair TARGET:{run['dataset_id']}) writes nnUNetPlans_mm<TARGET>.")
+    model = steps.model_folder(env, run["dataset"], run["trainer"], args.configuration, plans)
     fold_folder = os.path.join(model, f"fold_{args.fold}")
     final = os.path.join(fold_folder, "checkpoint_final.pth")
-    plans, timing_folder = DEFAULT_PLANS, fold_folder
+    timing_folder = fold_folder
     if run["trainer"] == AUX_TRAINER:
         source = modelmix_source(run, args.pairs, env, args.configuration, args.fold)
         run = {**run, "trained_in": CONVERSIONS[source["target_id"]][0]}
@@ -173,14 +178,16 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         if args.retrain and os.path.isdir(fold_folder):
             shutil.rmtree(fold_folder)
         print(f"[benchmark] training {run['label']} ({run['trainer']} on {run['dataset']})")
-        train_seconds = steps.train(run["dataset_id"], args.configuration, args.fold, run["trainer"], env, log)
+        train_seconds = steps.train(run["dataset_id"], args.configuration, args.fold, run["trainer"], env, log,
+                                    [] if plans == DEFAULT_PLANS else ["-p", plans])
     else:
         print(f"[benchmark] reusing {final}")
         train_seconds = None
     cases = evaluation_cases(env, run["dataset"], args.fold)
     inputs = link_inputs(raw, cases, os.path.join(args.workdir, "inputs", f"{run['dataset']}_fold{args.fold}"))
-    pred = os.path.join(args.workdir, "predictions", f"{run['dataset']}__{run['trainer']}__{args.configuration}"
-                                                     f"__fold{args.fold}")
+    plans_part = "" if plans == DEFAULT_PLANS else f"__{plans}"
+    pred = os.path.join(args.workdir, "predictions", f"{run['dataset']}__{run['trainer']}{plans_part}__"
+                                                     f"{args.configuration}__fold{args.fold}")
     if os.path.isdir(pred):
         shutil.rmtree(pred)
     print(f"[benchmark] predicting {len(cases)} validation cases")
@@ -195,6 +202,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
     keep_per_case(pred + "_dense_eval.json", args.out)
     return {
         **run,
+        "plans": plans,
         "iterations": args.epochs * args.iters,
         "n_cases": result["n_cases"],
         "dice": {c: result["mean"][c]["dice"] for c in CLASSES},
@@ -345,6 +353,9 @@ def main(argv=None) -> int:
                         help="pair two datasets for nnUNetTrainerModelMix before training (nnunet_weak_modelmix_pair); "
                              "a run AUX:nnUNetTrainerModelMixAux scores the auxiliary network of TARGET's "
                              "ModelMix run (exported, not trained again)")
+    parser.add_argument("--plans", default=DEFAULT_PLANS,
+                        help="plans identifier every --run of this call trains and predicts with (nnU-Net's -p), e.g. "
+                             "nnUNetPlans_mm801, the ACDC plans a ModelMix pairing gave an auxiliary dataset")
     parser.add_argument("--tta", action="store_true",
                         help="predict with nnU-Net's mirroring TTA (about 4x the prediction time on a CPU)")
     args = parser.parse_args(argv)
@@ -410,7 +421,8 @@ def rescore_timing(args, env: dict, config: dict) -> str:
     rows = saved["rows"]
     for r in rows:
         folder = (steps.model_folder(env, r["trained_in"], MODELMIX_TRAINER, args.configuration)
-                  if "trained_in" in r else steps.model_folder(env, r["dataset"], r["trainer"], args.configuration))
+                  if "trained_in" in r else steps.model_folder(env, r["dataset"], r["trainer"], args.configuration,
+                                                               r.get("plans", DEFAULT_PLANS)))
         measured = steps.train_seconds_per_iteration(os.path.join(folder, f"fold_{args.fold}"))
         if measured is None:  # that run's work folder is gone (e.g. an earlier session): keep what it measured
             print(f"[benchmark] {r['label']}: no timing file under {folder}; keeping {r['sec_per_iter']} s/iter")

@@ -215,6 +215,7 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
                 "empty_predictions": {c: 0 for c in classes}}
     monkeypatch.setattr(bench, "evaluate_folder", fake_evaluate)
     args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[(801, 803)], retrain=False, tta=False,
+                                 plans="nnUNetPlans",
                                  workdir=str(tmp_path / "work"), out=str(tmp_path / "results" / "mscmr"),
                                  epochs=2, iters=2)
     (tmp_path / "work" / "predictions").mkdir(parents=True)
@@ -224,7 +225,21 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     assert row["sec_per_iter"] == pytest.approx(4.0)      # median of the target run's epochs after the first / 2
     assert row["trained_in"] == "Dataset801_ACDCScribble" and row["train_wall_s"] is None
     assert (tmp_path / "results" / "per_case" /
-            "Dataset803_MSCMRScribble__nnUNetTrainerModelMixAux__2d_lite__fold0_dense_eval.json").is_file()
+            "Dataset803_MSCMRScribble__nnUNetTrainerModelMixAux__nnUNetPlans_mm801__2d_lite__fold0_dense_eval.json"
+            ).is_file()
+
+    # the control for that row: nnU-Net+pL on the auxiliary dataset under the same moved plans (--plans)
+    control = bench.parse_run("803:nnUNetTrainerBudget:nnU-Net+pL under ACDC's plans")
+    args.plans = "nnUNetPlans_mm801"
+    with pytest.raises(NNWError, match="--pair TARGET:803"):
+        bench.run_one(control, args, env, str(tmp_path / "log"))
+    (tmp_path / "pre" / "Dataset803_MSCMRScribble" / "nnUNetPlans_mm801.json").write_text("{}")
+    monkeypatch.setattr(bench.steps, "train", lambda *a: calls.setdefault("train", a) and 60.0)
+    calls.pop("predict")
+    row = bench.run_one(control, args, env, str(tmp_path / "log"))
+    assert list(calls["train"][-1]) == ["-p", "nnUNetPlans_mm801"]
+    assert list(calls["predict"][-1][-2:]) == ["-p", "nnUNetPlans_mm801"]
+    assert row["plans"] == "nnUNetPlans_mm801" and row["train_wall_s"] == 60.0
 
 
 def test_rescoring_keeps_the_timing_of_rows_whose_work_folder_is_gone(tmp_path):
