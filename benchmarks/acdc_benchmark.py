@@ -116,6 +116,17 @@ def pair_datasets(target: int, aux: int, source: str, env: dict, log: str, confi
     steps.run_command(["nnunet_weak_modelmix_pair", "-t", target, "-a", aux, "-c", configuration], env, log)
 
 
+def training_fold(env: dict, row: dict, configuration: str, fold: int) -> str:
+    """The fold folder whose training produced a row: its own, or for an auxiliary row (``trained_in``) the
+    ModelMix run on its target."""
+    if "trained_in" in row:
+        model = steps.model_folder(env, row["trained_in"], MODELMIX_TRAINER, configuration)
+    else:
+        model = steps.model_folder(env, row["dataset"], row["trainer"], configuration,
+                                   row.get("plans", DEFAULT_PLANS))
+    return os.path.join(model, f"fold_{fold}")
+
+
 def modelmix_source(run: dict, pairs: list, env: dict, configuration: str, fold: int) -> dict:
     """Where an ``nnUNetTrainerModelMixAux`` row comes from: the ModelMix fold trained on the target that ``--pair
     TARGET:AUX`` pairs with this row's dataset. One ModelMix run trains both tasks' networks; this row scores the
@@ -125,11 +136,11 @@ def modelmix_source(run: dict, pairs: list, env: dict, configuration: str, fold:
         raise NNWError(f"--run {run['dataset_id']}:{AUX_TRAINER} scores the auxiliary network of a ModelMix run; "
                        f"name that run's pairing once with --pair TARGET:{run['dataset_id']}.")
     target = CONVERSIONS[targets[0]][0]
-    fold_folder = os.path.join(steps.model_folder(env, target, MODELMIX_TRAINER, configuration), f"fold_{fold}")
+    fold_folder = training_fold(env, {"trained_in": target}, configuration, fold)
     if not os.path.isfile(os.path.join(fold_folder, "checkpoint_final.pth")):
         raise NNWError(f"{fold_folder}/checkpoint_final.pth not found: train the ModelMix row first, e.g. "
                        f"--pair {targets[0]}:{run['dataset_id']} --run {targets[0]}:{MODELMIX_TRAINER}.")
-    return {"target_id": targets[0], "fold_folder": fold_folder, "plans": aux_plans_name(DEFAULT_PLANS, target)}
+    return {"target_id": targets[0], "trained_in": target, "plans": aux_plans_name(DEFAULT_PLANS, target)}
 
 
 def evaluation_cases(env: dict, dataset: str, fold: int) -> list:
@@ -158,22 +169,20 @@ def link_inputs(raw: str, cases: list, folder: str) -> str:
 
 def run_one(run: dict, args, env: dict, log: str) -> dict:
     raw = os.path.join(env["nnUNet_raw"], run["dataset"])
-    plans = args.plans
-    plans_file = os.path.join(env["nnUNet_preprocessed"], run["dataset"], plans + ".json")
-    if run["trainer"] != AUX_TRAINER and not os.path.isfile(plans_file):
-        raise NNWError(f"{plans_file} not found: --plans {plans} names plans {run['dataset']} does not have; a "
-                       f"ModelMix pairing (--pair TARGET:{run['dataset_id']}) writes nnUNetPlans_mm<TARGET>.")
-    model = steps.model_folder(env, run["dataset"], run["trainer"], args.configuration, plans)
-    fold_folder = os.path.join(model, f"fold_{args.fold}")
-    final = os.path.join(fold_folder, "checkpoint_final.pth")
-    timing_folder = fold_folder
+    plans, plans_file = args.plans, os.path.join(env["nnUNet_preprocessed"], run["dataset"], args.plans + ".json")
     if run["trainer"] == AUX_TRAINER:
         source = modelmix_source(run, args.pairs, env, args.configuration, args.fold)
-        run = {**run, "trained_in": CONVERSIONS[source["target_id"]][0]}
-        print(f"[benchmark] exporting the auxiliary network of {source['fold_folder']}")
+        run, plans = {**run, "trained_in": source["trained_in"]}, source["plans"]
+    elif not os.path.isfile(plans_file):
+        raise NNWError(f"{plans_file} not found: --plans {plans} names plans {run['dataset']} does not have; a "
+                       f"ModelMix pairing (--pair TARGET:{run['dataset_id']}) writes nnUNetPlans_mm<TARGET>.")
+    fold_folder = training_fold(env, {**run, "plans": plans}, args.configuration, args.fold)
+    final = os.path.join(fold_folder, "checkpoint_final.pth")
+    if run["trainer"] == AUX_TRAINER:
+        print(f"[benchmark] exporting the auxiliary network of {fold_folder}")
         steps.run_command(["nnunet_weak_modelmix_export", "-d", source["target_id"], "-c", args.configuration,
                            "-f", args.fold, "--overwrite"], env, log)  # the benchmark's own work folder
-        plans, timing_folder, train_seconds = source["plans"], source["fold_folder"], None
+        train_seconds = None
     elif args.retrain or not os.path.isfile(final):
         if args.retrain and os.path.isdir(fold_folder):
             shutil.rmtree(fold_folder)
@@ -210,7 +219,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "mean_dice": result["mean_over_classes"]["dice"],
         "mean_hd95": result["mean_over_classes"]["hd95"],
         "empty_predictions": result["empty_predictions"],
-        "sec_per_iter": steps.train_seconds_per_iteration(timing_folder),
+        "sec_per_iter": steps.train_seconds_per_iteration(fold_folder),
         "train_wall_s": train_seconds,
         "sec_per_case": predict_seconds / len(cases),
     }
@@ -420,10 +429,8 @@ def rescore_timing(args, env: dict, config: dict) -> str:
     keep_saved_settings(args, saved["meta"])
     rows = saved["rows"]
     for r in rows:
-        folder = (steps.model_folder(env, r["trained_in"], MODELMIX_TRAINER, args.configuration)
-                  if "trained_in" in r else steps.model_folder(env, r["dataset"], r["trainer"], args.configuration,
-                                                               r.get("plans", DEFAULT_PLANS)))
-        measured = steps.train_seconds_per_iteration(os.path.join(folder, f"fold_{args.fold}"))
+        folder = training_fold(env, r, args.configuration, args.fold)
+        measured = steps.train_seconds_per_iteration(folder)
         if measured is None:  # that run's work folder is gone (e.g. an earlier session): keep what it measured
             print(f"[benchmark] {r['label']}: no timing file under {folder}; keeping {r['sec_per_iter']} s/iter")
         else:

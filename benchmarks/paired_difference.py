@@ -4,10 +4,11 @@
         [--resamples 10000] [--out benchmarks/results/pclmix_vs_pl]
 
 Both files are ``evaluate_dense`` outputs over the same cases (the ``*_dense_eval.json`` next to the benchmark's
-predictions; acdc_benchmark.py keeps a copy of each in ``benchmarks/results/per_case/``). For each class and for the mean over classes it reports the mean of (method - baseline) per
-case for Dice and HD95, a 95 % percentile bootstrap interval that resamples *patients* (ACDC's two frames of a
-patient are not independent; the patient is the case name up to ``_frame``), and on how many cases the method
-is better. HD95 differences use only cases where both predictions are non-empty.
+predictions; acdc_benchmark.py keeps a copy of each in ``benchmarks/results/per_case/``). For each class and for
+the mean over classes it reports the mean of (method - baseline) per case for Dice and HD95, a 95 % percentile
+bootstrap interval that resamples *patients* (ACDC's two frames of a patient are not independent; the patient is
+the case name up to ``_frame``), and on how many cases the method is better. HD95 differences use only cases
+where both predictions are non-empty.
 """
 import argparse
 import json

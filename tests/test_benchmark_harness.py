@@ -192,7 +192,8 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     with pytest.raises(NNWError, match="train the ModelMix row first"):
         bench.modelmix_source(run, [(801, 803)], env, "2d_lite", 0)
 
-    target_fold = tmp_path / "res" / "Dataset801_ACDCScribble" / "nnUNetTrainerModelMix__nnUNetPlans__2d_lite" / "fold_0"
+    target_fold = (tmp_path / "res" / "Dataset801_ACDCScribble" / "nnUNetTrainerModelMix__nnUNetPlans__2d_lite" /
+                   "fold_0")
     target_fold.mkdir(parents=True)
     (target_fold / "checkpoint_final.pth").write_bytes(b"")
     from nnunet_weak.experiment.steps import TIMING_FILE
