@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -208,7 +209,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
                              overwrite=True)
     if result["n_cases"] != len(cases):
         raise NNWError(f"{pred}: {result['n_cases']} predictions evaluated, {len(cases)} expected")
-    keep_per_case(pred + "_dense_eval.json", args.out)
+    kept = keep_per_case(pred + "_dense_eval.json", args.out, run["label"])
     return {
         **run,
         "plans": plans,
@@ -222,15 +223,19 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "sec_per_iter": steps.train_seconds_per_iteration(fold_folder),
         "train_wall_s": train_seconds,
         "sec_per_case": predict_seconds / len(cases),
+        "per_case": os.path.relpath(kept, os.path.dirname(os.path.abspath(args.out))),  # relative to the table
     }
 
 
-def keep_per_case(evaluation_json: str, out_prefix: str) -> str:
+def keep_per_case(evaluation_json: str, out_prefix: str, label: str) -> str:
     """Copy a row's per-case evaluation next to the results table (``per_case/``), so that paired comparisons
-    (paired_difference.py) can be recomputed from the repository after the work folder is gone."""
+    (paired_difference.py) can be recomputed from the repository after the work folder is gone. The copy is
+    named after the table and the row label, which are unique together: a repeated run of the same dataset and
+    trainer (a "second run" row) shares its prediction folder with the first but not its copy."""
     folder = os.path.join(os.path.dirname(os.path.abspath(out_prefix)), "per_case")
     os.makedirs(folder, exist_ok=True)
-    target = os.path.join(folder, os.path.basename(evaluation_json))
+    row = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    target = os.path.join(folder, f"{os.path.basename(out_prefix)}__{row}_dense_eval.json")
     shutil.copyfile(evaluation_json, target)
     return target
 

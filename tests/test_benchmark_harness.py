@@ -151,8 +151,10 @@ def test_kept_per_case_copy_feeds_the_paired_comparison(tmp_path):
                          ("method", {"p1_frame01": (0.7, 4.0), "p2_frame01": (0.6, 3.0)})):
         (pred / f"{name}_dense_eval.json").write_text(json.dumps(_evaluation(values)))
     out = tmp_path / "results" / "table"
-    kept = [bench.keep_per_case(str(pred / f"{n}_dense_eval.json"), str(out)) for n in ("base", "method")]
-    assert kept == [str(tmp_path / "results" / "per_case" / f"{n}_dense_eval.json") for n in ("base", "method")]
+    kept = [bench.keep_per_case(str(pred / f"{n}_dense_eval.json"), str(out), f"Row {n}, second run")
+            for n in ("base", "method")]
+    assert kept == [str(tmp_path / "results" / "per_case" / f"table__row-{n}-second-run_dense_eval.json")
+                    for n in ("base", "method")]
     for path in (pred / "base_dense_eval.json", pred / "method_dense_eval.json"):
         path.unlink()
     assert paired.main([*kept, "--resamples", "100", "--out", str(tmp_path / "diff")]) == 0
@@ -225,9 +227,8 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     assert list(calls["predict"][-1][-2:]) == ["-p", "nnUNetPlans_mm801"]
     assert row["sec_per_iter"] == pytest.approx(4.0)      # median of the target run's epochs after the first / 2
     assert row["trained_in"] == "Dataset801_ACDCScribble" and row["train_wall_s"] is None
-    assert (tmp_path / "results" / "per_case" /
-            "Dataset803_MSCMRScribble__nnUNetTrainerModelMixAux__nnUNetPlans_mm801__2d_lite__fold0_dense_eval.json"
-            ).is_file()
+    assert row["per_case"] == "per_case/mscmr__modelmix-mscmrseg-network-of-the-acdc-run_dense_eval.json"
+    assert (tmp_path / "results" / row["per_case"]).is_file()
 
     # the control for that row: nnU-Net+pL on the auxiliary dataset under the same moved plans (--plans)
     control = bench.parse_run("803:nnUNetTrainerBudget:nnU-Net+pL under ACDC's plans")
@@ -241,6 +242,10 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     assert list(calls["train"][-1]) == ["-p", "nnUNetPlans_mm801"]
     assert list(calls["predict"][-1][-2:]) == ["-p", "nnUNetPlans_mm801"]
     assert row["plans"] == "nnUNetPlans_mm801" and row["train_wall_s"] == 60.0
+    # each row keeps its own per-case copy, named after the table and its label
+    assert sorted(p.name for p in (tmp_path / "results" / "per_case").iterdir()) == [
+        "mscmr__modelmix-mscmrseg-network-of-the-acdc-run_dense_eval.json",
+        "mscmr__nnu-net-pl-under-acdc-s-plans_dense_eval.json"]
 
 
 def test_rescoring_keeps_the_timing_of_rows_whose_work_folder_is_gone(tmp_path):
