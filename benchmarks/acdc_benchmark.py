@@ -32,6 +32,8 @@ from nnunet_weak.planning.pair_datasets import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
 from nnunet_weak.utilities.errors import NNWError
 
+ROW_MARKER = "nnunet_weak_benchmark_row.json"  # in a trained fold folder: which table row trained it
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONVERSIONS = {
     801: ("Dataset801_ACDCScribble", "ACDC"),
@@ -190,7 +192,10 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         print(f"[benchmark] training {run['label']} ({run['trainer']} on {run['dataset']})")
         train_seconds = steps.train(run["dataset_id"], args.configuration, args.fold, run["trainer"], env, log,
                                     [] if plans == DEFAULT_PLANS else ["-p", plans])
+        with open(os.path.join(fold_folder, ROW_MARKER), "w") as f:
+            json.dump({"label": run["label"], "table": os.path.abspath(args.out)}, f)
     else:
+        check_reuse(fold_folder, run["label"], args.out)
         print(f"[benchmark] reusing {final}")
         train_seconds = None
     cases = evaluation_cases(env, run["dataset"], args.fold)
@@ -225,6 +230,18 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "sec_per_case": predict_seconds / len(cases),
         "per_case": os.path.relpath(kept, os.path.dirname(os.path.abspath(args.out))),  # relative to the table
     }
+
+
+def check_reuse(fold_folder: str, label: str, out: str) -> None:
+    """Rows of the same dataset, trainer and plans share one nnU-Net model folder. Reusing its checkpoint is right
+    for the row that trained it (re-predicting, rescoring); for another row (a "second run") it would silently
+    score the earlier run twice."""
+    marker = os.path.join(fold_folder, ROW_MARKER)
+    trained_for = load_json(marker) if os.path.isfile(marker) else None
+    if trained_for and (trained_for["label"], trained_for["table"]) != (label, os.path.abspath(out)):
+        raise NNWError(f"{fold_folder} holds the run trained for row '{trained_for['label']}' of "
+                       f"{trained_for['table']}; row '{label}' would only re-score it. Add --retrain to train it "
+                       f"anew (this replaces that model folder; the earlier row and its per-case copy stay).")
 
 
 def keep_per_case(evaluation_json: str, out_prefix: str, label: str) -> str:

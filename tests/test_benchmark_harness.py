@@ -236,15 +236,27 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     with pytest.raises(NNWError, match="--pair TARGET:803"):
         bench.run_one(control, args, env, str(tmp_path / "log"))
     (tmp_path / "pre" / "Dataset803_MSCMRScribble" / "nnUNetPlans_mm801.json").write_text("{}")
-    monkeypatch.setattr(bench.steps, "train", lambda *a: calls.setdefault("train", a) and 60.0)
+    control_fold = tmp_path / "res" / "Dataset803_MSCMRScribble" / "nnUNetTrainerBudget__nnUNetPlans_mm801__2d_lite"
+    monkeypatch.setattr(bench.steps, "train", lambda *a: (control_fold / "fold_0").mkdir(parents=True, exist_ok=True)
+                        or calls.setdefault("train", a) and 60.0)
     calls.pop("predict")
     row = bench.run_one(control, args, env, str(tmp_path / "log"))
     assert list(calls["train"][-1]) == ["-p", "nnUNetPlans_mm801"]
     assert list(calls["predict"][-1][-2:]) == ["-p", "nnUNetPlans_mm801"]
     assert row["plans"] == "nnUNetPlans_mm801" and row["train_wall_s"] == 60.0
+    # that checkpoint belongs to this row: re-running it re-scores, another row ("second run") must --retrain
+    (control_fold / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    calls.pop("train")
+    assert bench.run_one(control, args, env, str(tmp_path / "log"))["train_wall_s"] is None and "train" not in calls
+    second = bench.parse_run("803:nnUNetTrainerBudget:nnU-Net+pL under ACDC's plans, second run")
+    with pytest.raises(NNWError, match="--retrain"):
+        bench.run_one(second, args, env, str(tmp_path / "log"))
+    args.retrain = True
+    assert bench.run_one(second, args, env, str(tmp_path / "log"))["train_wall_s"] == 60.0
     # each row keeps its own per-case copy, named after the table and its label
     assert sorted(p.name for p in (tmp_path / "results" / "per_case").iterdir()) == [
         "mscmr__modelmix-mscmrseg-network-of-the-acdc-run_dense_eval.json",
+        "mscmr__nnu-net-pl-under-acdc-s-plans-second-run_dense_eval.json",
         "mscmr__nnu-net-pl-under-acdc-s-plans_dense_eval.json"]
 
 
