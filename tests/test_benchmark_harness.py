@@ -237,8 +237,12 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
         bench.run_one(control, args, env, str(tmp_path / "log"))
     (tmp_path / "pre" / "Dataset803_MSCMRScribble" / "nnUNetPlans_mm801.json").write_text("{}")
     control_fold = tmp_path / "res" / "Dataset803_MSCMRScribble" / "nnUNetTrainerBudget__nnUNetPlans_mm801__2d_lite"
-    monkeypatch.setattr(bench.steps, "train", lambda *a: (control_fold / "fold_0").mkdir(parents=True, exist_ok=True)
-                        or calls.setdefault("train", a) and 60.0)
+
+    def fake_train(*a):  # like nnUNetv2_train, leaves the fold folder behind
+        (control_fold / "fold_0").mkdir(parents=True, exist_ok=True)
+        calls["train"] = a
+        return 60.0
+    monkeypatch.setattr(bench.steps, "train", fake_train)
     calls.pop("predict")
     row = bench.run_one(control, args, env, str(tmp_path / "log"))
     assert list(calls["train"][-1]) == ["-p", "nnUNetPlans_mm801"]
