@@ -21,6 +21,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from nnunet_weak.utilities.cpu_bf16 import float32_region
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -174,7 +175,8 @@ def info_nce(anchors: torch.Tensor, anchor_labels: torch.Tensor, contrast: torch
     """
     if anchors.shape[0] == 0:
         return anchors.float().sum() * 0.0
-    scores = anchors.float() @ contrast.float().detach().t() / temperature   # (M, K)
+    with float32_region(anchors):  # autocast would run the product in half precision
+        scores = anchors.float() @ contrast.float().detach().t() / temperature   # (M, K)
     positive = anchor_labels[:, None] == contrast_labels[None, :]
     negatives = torch.logsumexp(scores.masked_fill(positive, float("-inf")), dim=1, keepdim=True)  # (M, 1)
     log_prob = scores - torch.logaddexp(scores, negatives)

@@ -21,14 +21,14 @@ final mask predictor on the full-resolution pixel feature:
     S = softmax_n(L);  W = MLP(flatten Z) (b, n, K)
     Y = einsum('bnk,bn...->bk...', W, S)                 segmentation logits (b, K, *S)
     G_g = sum_{n in group g} S_n                         cluster outputs (b, groups, *S), training only
-The k-means einsum, the mask-logit products and both softmaxes run in float32 with autocast off.
+The k-means einsum, the mask-logit products and both softmaxes run in float32 with autocast off (CUDA fp16 and
+CPU bf16 alike).
 
 Norms (``norm``): ``'bn'`` is the original (BatchNorm everywhere, a one-channel BatchNorm with gamma 0.1 on the
 mask logits); ``'nnunet'`` swaps the pixel-side BatchNorm for the plans' norm (InstanceNorm by default), the
 query-side BatchNorm1d for a channel LayerNorm, the head-wise BatchNorm2d of the attention logits for a GroupNorm
 per head and the scalar BatchNorm for a per-sample one-group norm, so nothing depends on the batch (small batches).
 """
-import contextlib
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -37,6 +37,7 @@ from torch import nn
 
 from nnunet_weak.networks.blocks import (ChannelLayerNorm, batch_norm_nd, conv_nd, depthwise_conv_nd, instance_norm_nd,
                                         trunc_normal_)
+from nnunet_weak.utilities.cpu_bf16 import float32_region
 from nnunet_weak.utilities.errors import NNWError
 
 NORMS = ("bn", "nnunet")
@@ -44,11 +45,6 @@ QUERY_GROUPS = ("per_class", "paper")
 PAPER_GROUPS = (16, 4)   # background, organ; the remaining queries form the third ("tumour") group
 
 
-def _no_autocast(tensor: torch.Tensor):
-    """CUDA autocast switched off for a CUDA tensor (the trainers use autocast on CUDA only); no-op elsewhere."""
-    if tensor.device.type == "cuda":
-        return torch.autocast("cuda", enabled=False)
-    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------------- groups
@@ -161,7 +157,7 @@ class PixelEmbedding(nn.Module):
 def mask_logits(embedding: torch.Tensor, kernel: torch.Tensor, norm: ScalarNorm) -> torch.Tensor:
     """(b, m, *S) unit pixel embeddings . (b, m, n) query kernels -> normalised logits (b, n, *S), float32."""
     b, m = embedding.shape[:2]
-    with _no_autocast(embedding):
+    with float32_region(embedding):
         logits = torch.einsum("bmx,bmn->bnx", embedding.float().reshape(b, m, -1), kernel.float())
         return norm(logits.reshape(b, -1, *embedding.shape[2:]))
 
@@ -220,8 +216,8 @@ class KMaXLayer(nn.Module):
 
         logits = self.assignment_logits(pixel_space, query_space).flatten(2)               # (b, n, x)
         with torch.no_grad():
-            hard = torch.zeros_like(logits).scatter_(1, logits.argmax(1, keepdim=True), 1.0)
-        with _no_autocast(values):
+            hard = torch.zeros_like(logits, dtype=torch.float32).scatter_(1, logits.argmax(1, keepdim=True), 1.0)
+        with float32_region(values):
             summed = torch.einsum("bnx,bqx->bqn", hard, values.float())                   # sum, not mean
         queries = queries + self.update_norm(self.update(self.update_in_norm(summed)))
 
@@ -232,7 +228,7 @@ class KMaXLayer(nn.Module):
         k = k.reshape(b, h, -1, n)
         v = v.reshape(b, h, -1, n)
         attention = self.attention_norm(torch.einsum("bhdn,bhdm->bhnm", q, k))
-        with _no_autocast(attention):
+        with float32_region(attention):
             weights = torch.softmax(attention.float(), dim=-1)
             attended = torch.einsum("bhnm,bhdm->bhdn", weights, v.float()).reshape(b, self.query_dim, n)
         attended = self.attention_proj_norm(self.attention_proj(F.gelu(self.attention_out_norm(attended))))
@@ -290,7 +286,7 @@ class KMaXHead(nn.Module):
         kernel = self.mask_kernel_norm(self.mask_kernel(F.gelu(self.mask_embed_norm(self.mask_embed(z)))))
         logits = mask_logits(self.pixel_embedding(pixels), kernel, self.logit_norm)          # (b, n, *S)
         weights = self.classifier(z.flatten(1)).view(b, self.num_queries, self.num_classes)
-        with _no_autocast(logits):
+        with float32_region(logits):
             assignment = torch.softmax(logits.float(), dim=1)
             seg = torch.einsum("bnk,bn...->bk...", weights.float(), assignment)
         return seg, (group_sums(assignment, self.group_sizes) if clusters else None)

@@ -7,9 +7,13 @@ predict the validation cases with ``nnUNetv2_predict`` anyway), and the wall tim
 training phase written to ``fold_X/nnunet_weak_timing.json`` (for the benchmarks' seconds per iteration).
 On the CPU ``NNW_NUM_THREADS`` replaces the thread count ``nnUNetv2_train -device cpu`` sets (all cores), so two
 trainings can share a machine without oversubscribing it.
+On CPUs with native bf16 arithmetic the network computes under bf16 autocast and the loss in float32 (the CPU
+fast path, ``nnunet_weak.utilities.cpu_bf16``; ``NNW_CPU_BF16=0`` restores nnU-Net's fp32 path), and the timing
+file also records the precision and how long each epoch waited for the data loader.
 Nothing else differs: on a dataset with an ``ignore`` label it is the "nnU-Net+pL" baseline (masked Dice + CE
 with deep supervision). Every nnunet_weak trainer derives from it, so the same variables shorten all of them.
 """
+import functools
 import json
 import os
 import time
@@ -17,6 +21,9 @@ import time
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_weak.training.loss_factory import float32_loss
+from nnunet_weak.training.two_networks import unwrap
+from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.env import env_flag, env_int
 
 LENGTH_VARIABLES = {
@@ -38,6 +45,19 @@ def apply_training_length(trainer) -> dict:
     return changed
 
 
+def timed_step(train_step):
+    """Decorate a ``train_step``: the time since the previous step ended (or the epoch started) is time spent
+    waiting for the data loader, summed per epoch into ``trainer._loader_wait``."""
+    @functools.wraps(train_step)
+    def timed(self, batch):
+        self._loader_wait += time.perf_counter() - self._step_end
+        try:
+            return train_step(self, batch)
+        finally:
+            self._step_end = time.perf_counter()
+    return timed
+
+
 class nnUNetTrainerBudget(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -46,11 +66,39 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         self.length_from_env = changed  # subclasses with their own default length must not override these
         if changed:
             self.print_to_log_file(f"nnunet_weak: training length from the environment: {changed}")
-        self._train_phase_seconds = []
+        self._train_phase_seconds, self._loader_wait_seconds = [], []
+        self._loader_wait = self._step_end = 0.0
         threads = env_int("NNW_NUM_THREADS", 1)
         if threads is not None and self.device.type == "cpu":
             torch.set_num_threads(threads)
             self.print_to_log_file(f"nnunet_weak: {threads} CPU thread(s) (NNW_NUM_THREADS)")
+        self.cpu_bf16 = self.device.type == "cpu" and cpu_bf16.cpu_bf16_enabled()
+        if self.device.type == "cpu":
+            self.print_to_log_file(f"nnunet_weak: {cpu_bf16.describe()}")
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True):
+        network = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                           num_output_channels, enable_deep_supervision)
+        return cpu_bf16.install_inference_hooks(network)
+
+    def initialize(self):
+        first = not self.was_initialized
+        super().initialize()
+        if first and self.cpu_bf16:
+            # the network computes in bf16 and returns float32; the loss stays float32
+            cpu_bf16.install_inference_hooks(unwrap(self.network), on_cpu=True)
+            self.loss = float32_loss(self.loss)
+
+    @property
+    def precision(self) -> str:
+        """What the training forward passes compute in, for logs and the timing file."""
+        if self.device.type == "cuda":
+            return "fp16 autocast (CUDA)"
+        return "bf16 autocast (CPU)" if self.cpu_bf16 else "fp32"
+
+    train_step = timed_step(nnUNetTrainer.train_step)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         if env_flag("NNW_SKIP_FINAL_VALIDATION"):
@@ -60,12 +108,14 @@ class nnUNetTrainerBudget(nnUNetTrainer):
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
-        self._train_phase_start = time.perf_counter()
+        self._train_phase_start = self._step_end = time.perf_counter()
+        self._loader_wait = 0.0
 
     def on_train_epoch_end(self, train_outputs):
         # measured before nnU-Net's own bookkeeping: the time of num_iterations_per_epoch train steps,
         # data loading included
         self._train_phase_seconds.append(time.perf_counter() - self._train_phase_start)
+        self._loader_wait_seconds.append(self._loader_wait)
         super().on_train_epoch_end(train_outputs)
 
     def on_train_end(self):
@@ -73,11 +123,13 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         if self.local_rank != 0:
             return
         path = os.path.join(self.output_folder, TIMING_FILE)
-        record = {"device": str(self.device), "batch_size": int(self.batch_size),
-                  "iterations_per_epoch": int(self.num_iterations_per_epoch), "epochs": []}
+        record = {"device": str(self.device), "precision": self.precision, "batch_size": int(self.batch_size),
+                  "iterations_per_epoch": int(self.num_iterations_per_epoch), "epochs": [], "loader_wait": []}
         if os.path.isfile(path):  # resumed run: keep the earlier epochs
             with open(path) as f:
-                record["epochs"] = json.load(f).get("epochs", [])
+                earlier = json.load(f)
+            record["epochs"], record["loader_wait"] = earlier.get("epochs", []), earlier.get("loader_wait", [])
         record["epochs"] += [round(s, 4) for s in self._train_phase_seconds]
+        record["loader_wait"] += [round(s, 4) for s in self._loader_wait_seconds]
         with open(path, "w") as f:
             json.dump(record, f, indent=1)

@@ -4,12 +4,15 @@
 from the model folder's plans, loads ``network_weights`` with ``strict=True`` and calls ``network(x)`` expecting
 one logits tensor. A trainer that adds auxiliary decoders, heads or a second network must keep all of that
 true: this check saves a checkpoint the way training does, rebuilds through nnU-Net's own predictor and
-compares the outputs with the trainer's network in inference mode.
+compares the outputs with the trainer's network in inference mode. On the CPU fast path the rebuilt network must
+also compute in bf16 (``cpu_bf16.install_inference_hooks``), as the trainer's does.
 """
 import os
 
 import torch
 from batchgenerators.utilities.file_and_folder_operations import save_json
+
+from nnunet_weak.utilities import cpu_bf16
 
 
 def check_inference_contract(trainer, seed: int = 0, atol: float = 1e-5) -> dict:
@@ -34,6 +37,10 @@ def check_inference_contract(trainer, seed: int = 0, atol: float = 1e-5) -> dict
     # strict load happens in here (nnU-Net calls network.load_state_dict(weights) with strict=True)
     predictor.initialize_from_trained_model_folder(trainer.output_folder_base, (trainer.fold,), "checkpoint_final.pth")
     rebuilt = predictor.network
+    if getattr(trainer, "cpu_bf16", False) and not torch.cuda.is_available():
+        assert cpu_bf16.has_inference_hooks(rebuilt), \
+            "nnUNetv2_predict -device cpu would run this network in fp32: build_network_architecture must return " \
+            "cpu_bf16.install_inference_hooks(network)"
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
     assert set(saved) == set(rebuilt.state_dict()), "saved network_weights and the rebuilt network differ in keys"
 

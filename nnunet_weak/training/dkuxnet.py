@@ -39,6 +39,7 @@ from nnunet_weak.training.loss_factory import dice_ce_loss
 from nnunet_weak.training.lr_schedule import WarmupPolyLRScheduler
 from nnunet_weak.training.two_networks import set_deep_supervision, unwrap
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.errors import NNWError
 
 LITE_WIDTHS = dict(PAPER_WIDTHS, widths=(16, 32, 64, 128), hidden=256, num_queries=32, query_dim=64, pixel_dim=32,
@@ -96,8 +97,9 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True):
-        return build_dkuxnet(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision, **cls.DK_KW)
+        return cpu_bf16.install_inference_hooks(build_dkuxnet(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision,
+            **cls.DK_KW))
 
     def _do_i_compile(self):
         return explicit_compile(super()._do_i_compile)

@@ -22,6 +22,7 @@ from nnunet_weak.networks.kmax_plainunet import LEVEL_STRIDES, build_kmax_plain_
 from nnunet_weak.training.dkuxnet import explicit_compile, single_scale
 from nnunet_weak.training.loss_factory import dice_ce_loss
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+from nnunet_weak.utilities import cpu_bf16
 
 KMAX_HEAD = dict(num_queries=128, query_dim=256, pixel_dim=64, mask_dim=64, layers_per_level=2,
                  level_strides=LEVEL_STRIDES, norm="nnunet", query_groups="per_class", num_heads=8, key_dim=128,
@@ -39,8 +40,9 @@ class nnUNetTrainerKMaX(nnUNetTrainerWeakBase):
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True):
-        return build_kmax_plain_unet(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                                     enable_deep_supervision, **cls.KMAX_KW)
+        return cpu_bf16.install_inference_hooks(build_kmax_plain_unet(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision,
+            **cls.KMAX_KW))
 
     def _do_i_compile(self):
         return explicit_compile(super()._do_i_compile)

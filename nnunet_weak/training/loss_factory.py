@@ -1,5 +1,6 @@
 """nnU-Net's own loss pieces, built the way ``nnUNetTrainer._build_loss`` builds them, for trainers that need a
-second loss (for example a dense Dice + CE on pseudo labels beside the partial one used for validation)."""
+second loss (for example a dense Dice + CE on pseudo labels beside the partial one used for validation). On the
+CPU fast path (bf16 autocast) they compute in float32, as the trainer's own ``self.loss`` does."""
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -8,6 +9,8 @@ import torch.nn.functional as F
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+from nnunet_weak.utilities.cpu_bf16 import Float32Loss
 
 
 def deep_supervision_weights(n_scales: int) -> np.ndarray:
@@ -31,7 +34,17 @@ def dice_ce_loss(trainer, ignore_label: Optional[int] = None) -> torch.nn.Module
     loss = DC_and_CE_loss({"batch_dice": trainer.configuration_manager.batch_dice, "smooth": 1e-5, "do_bg": False,
                            "ddp": trainer.is_ddp}, {}, weight_ce=1, weight_dice=1, ignore_label=ignore_label,
                           dice_class=MemoryEfficientSoftDiceLoss)
-    return with_deep_supervision(trainer, loss)
+    loss = with_deep_supervision(trainer, loss)
+    return float32_loss(loss) if getattr(trainer, "cpu_bf16", False) else loss
+
+
+def float32_loss(loss: torch.nn.Module) -> torch.nn.Module:
+    """``loss`` computing in float32 under autocast. A deep-supervision wrapper keeps its place outside (callers
+    take its ``.loss`` for one output tensor); the loss inside it is wrapped. Idempotent."""
+    if isinstance(loss, DeepSupervisionWrapper):
+        loss.loss = float32_loss(loss.loss)
+        return loss
+    return loss if isinstance(loss, Float32Loss) else Float32Loss(loss)
 
 
 def hard_targets_like(labels: torch.Tensor, outputs) -> List[torch.Tensor]:

@@ -34,6 +34,7 @@ from nnunet_weak.losses.gated_crf import MultiViewGatedCRFLoss
 from nnunet_weak.losses.variance import VarianceMinimisationLoss
 from nnunet_weak.networks.peer import peer_architecture
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.ramps import OnsetGate
 
 AFFINITY_DESTROYING = (GaussianNoiseTransform, GaussianBlurTransform, SimulateLowResolutionTransform)
@@ -164,9 +165,9 @@ class nnUNetTrainerPASegAux(nnUNetTrainerPASeg):
                                    num_output_channels: int, enable_deep_supervision: bool = True):
         name, kwargs = peer_architecture(configuration_manager.network_arch_class_name,
                                          configuration_manager.network_arch_init_kwargs)
-        return get_network_from_plans(name, kwargs, configuration_manager.network_arch_init_kwargs_req_import,
-                                      num_input_channels, num_output_channels, allow_init=True,
-                                      deep_supervision=enable_deep_supervision)
+        return cpu_bf16.install_inference_hooks(get_network_from_plans(
+            name, kwargs, configuration_manager.network_arch_init_kwargs_req_import, num_input_channels,
+            num_output_channels, allow_init=True, deep_supervision=enable_deep_supervision))
 
 
 class nnUNetTrainerPASegAux_lateRamp(nnUNetTrainerPASegAux):

@@ -32,6 +32,7 @@ from nnunet_weak.losses.pixel_contrast import MemoryQueue, PixelContrast
 from nnunet_weak.networks.pclmix_net import build_pclmix_network
 from nnunet_weak.training.loss_factory import dice_ce_loss, with_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -67,8 +68,8 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
     @staticmethod
     def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True):
-        return build_pclmix_network(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                                    enable_deep_supervision)
+        return cpu_bf16.install_inference_hooks(build_pclmix_network(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision))
 
     def _do_i_compile(self):
         # forward_train bypasses a compiled forward, and the anchor sampler has data-dependent shapes

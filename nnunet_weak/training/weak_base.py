@@ -5,14 +5,13 @@ What lives here, once:
 - padded / rotated-in border pixels as *ignore* instead of fake background (``pad_as_ignore``);
 - unlabelled cases (all-ignore label maps): found once, a fixed labelled share per batch
   (``labelled_fraction``), kept out of validation;
-- one ``train_step`` with the autocast / grad-scaler / clipping logic, around an overridable
+- one ``train_step`` with the autocast (CUDA fp16, CPU bf16) / grad-scaler / clipping logic, around an overridable
   ``compute_loss(output, target, data, batch)``; ``images_per_scale`` hands the normalised input image, resized
   to every deep-supervision output, to losses that need intensities;
 - a global iteration counter and ramp weights expressed as fractions of training (``ramp_weight``);
 - extra checkpoint state (auxiliary networks, queues, optimisers) saved and restored with the checkpoint, so
   ``nnUNetv2_train ... --c`` resumes every trainer (``register_extra_state``).
 """
-import contextlib
 from os.path import join
 from typing import Dict, Iterable, List, Tuple, Union
 
@@ -24,7 +23,8 @@ from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as nnunet_trainer_modu
 
 from nnunet_weak.data.transforms import pad_as_ignore
 from nnunet_weak.data.unlabelled import MixedLabelDataLoader, split_labelled
-from nnunet_weak.training.budget import nnUNetTrainerBudget
+from nnunet_weak.training.budget import nnUNetTrainerBudget, timed_step
+from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.env import env_flag, env_fraction, require_env
 from nnunet_weak.utilities.errors import NNWError
 from nnunet_weak.utilities.labels import check_ignore_label
@@ -166,10 +166,9 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
 
     # ------------------------------------------------------------------ step
     def autocast(self):
-        """CUDA autocast on GPU, nothing elsewhere (CPU autocast is slow and MPS rejects it)."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", enabled=True)
-        return contextlib.nullcontext()
+        """nnU-Net's autocast on CUDA; bf16 autocast on the CPU fast path (``cpu_bf16``); nothing elsewhere (MPS
+        rejects autocast). Losses inside compute in float32."""
+        return cpu_bf16.autocast(self.device, self.cpu_bf16)
 
     def optimizers(self) -> List[torch.optim.Optimizer]:
         """Optimisers stepped after every loss; a trainer with a second network adds its own (each one's
@@ -201,6 +200,7 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         """Loss of one step: (scalar tensor, dict of extra numpy/float values to log). Override this."""
         return self.loss(output, target), {}
 
+    @timed_step
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"]

@@ -1,0 +1,140 @@
+"""The CPU fast path: bfloat16 autocast on CPUs with native bf16 arithmetic (AMX-BF16, AVX512-BF16).
+
+nnU-Net switches autocast off on the CPU because fp32 -> bf16 emulation is slow on most CPUs. On CPUs whose
+instruction set multiplies bf16 natively the same convolutions run about twice as fast, so there every
+nnunet_weak trainer runs its forward passes under ``torch.autocast("cpu", torch.bfloat16)`` and hands float32
+outputs to losses that compute in float32. ``NNW_CPU_BF16`` chooses: unset or ``auto`` (on where the CPU has
+native bf16), ``0`` (never: nnU-Net's fp32 path), ``1`` (also on CPUs not detected as native; slow on most).
+CUDA is not touched here: CUDA inputs keep nnU-Net's own fp16 autocast.
+
+What lives here: the capability check, the decision, the autocast context, a wrapper that makes any loss
+module compute in float32, and forward hooks that make a network compute in bf16 on CPU inputs and return
+float32 (how ``nnUNetv2_predict -device cpu`` gets the same speed without changes to nnU-Net).
+"""
+import contextlib
+import functools
+import os
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from nnunet_weak.utilities.env import env_str
+
+VARIABLE = "NNW_CPU_BF16"
+_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}  # /proc/cpuinfo flag -> name, best first
+_HOOK_TAG = "_nnunet_weak_cpu_bf16"
+
+
+@functools.lru_cache(maxsize=None)
+def native_bf16_instructions(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
+    """Name of the CPU's native bf16 instruction set ('AMX-BF16', 'AVX512-BF16'), or None (not found, or not
+    Linux: other systems keep the fp32 path unless ``NNW_CPU_BF16=1``)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return next((name for flag, name in _FLAGS.items() if flag in flags), None)
+
+
+def cpu_bf16_setting() -> str:
+    """``NNW_CPU_BF16`` as 'auto', 'on' or 'off' (a bad value stops with one line naming the variable)."""
+    table = {"auto": "auto", "1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
+    value = env_str(VARIABLE, lambda s: s.lower() in table, "auto, 1 or 0")
+    return "auto" if value is None else table[value.lower()]
+
+
+def cpu_bf16_enabled() -> bool:
+    """Whether CPU work runs in bf16: the setting, and for 'auto' the CPU's instruction set."""
+    setting = cpu_bf16_setting()
+    return setting == "on" or (setting == "auto" and native_bf16_instructions() is not None)
+
+
+def describe() -> str:
+    """One line for logs: what the CPU path does and why."""
+    setting, native = cpu_bf16_setting(), native_bf16_instructions()
+    if setting == "off":
+        return f"CPU fast path off ({VARIABLE}=0): float32"
+    if setting == "on":
+        return f"CPU fast path on ({VARIABLE}=1): bf16 autocast, CPU bf16 instructions: {native or 'none found'}"
+    if native:
+        return f"CPU fast path on: bf16 autocast ({native}); {VARIABLE}=0 switches it off"
+    return f"CPU fast path off: no native bf16 instructions found (AMX-BF16 / AVX512-BF16); float32"
+
+
+def autocast(device: torch.device, cpu_bf16: bool):
+    """The training autocast context: nnU-Net's fp16 autocast on CUDA, bf16 on the CPU when ``cpu_bf16``,
+    nothing otherwise (MPS rejects autocast)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", enabled=True)
+    if device.type == "cpu" and cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def float32(value: Any) -> Any:
+    """``value`` with every floating-point tensor in it (nested lists, tuples, dicts) cast to float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() and value.dtype != torch.float32 else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: float32(v) for k, v in value.items()}
+    return value
+
+
+def float32_region(tensor: torch.Tensor):
+    """Autocast switched off for ``tensor``'s device type: the arithmetic inside runs in its inputs' dtype."""
+    return torch.autocast(device_type=tensor.device.type, enabled=False)
+
+
+class Float32Loss(nn.Module):
+    """Runs ``loss`` with autocast off on float32 copies of its inputs (softmax, Dice sums and CE in float32
+    while the network runs in bf16). Shapes are ``loss``'s own; the result is ``loss``'s (a float32 scalar)."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, *args, **kwargs):
+        with torch.autocast("cpu", enabled=False):
+            return self.loss(*float32(args), **float32(kwargs))
+
+
+def _enter(module: nn.Module, args):
+    tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    if tensor is None or tensor.device.type != "cpu":
+        return None
+    context = torch.autocast("cpu", dtype=torch.bfloat16)
+    context.__enter__()
+    module.__dict__.setdefault(_HOOK_TAG + "_stack", []).append(context)
+    return None
+
+
+def _leave(module: nn.Module, args, output):
+    stack = module.__dict__.get(_HOOK_TAG + "_stack")
+    if not stack:
+        return None
+    stack.pop().__exit__(None, None, None)
+    return float32(output)
+
+
+def install_inference_hooks(network: nn.Module, on_cpu: bool = False) -> nn.Module:
+    """Make ``network(x)`` compute under bf16 autocast when ``x`` is on the CPU and return float32, if the CPU
+    fast path is enabled. Forward hooks, so the state dict and strict loading are unchanged. Every trainer's
+    ``build_network_architecture`` (what ``nnUNetv2_predict`` builds) calls this; it installs nothing in a
+    process that sees a CUDA device, so CUDA training and prediction stay exactly nnU-Net's. A trainer told
+    ``-device cpu`` on such a machine passes ``on_cpu=True``. Returns ``network``."""
+    if not cpu_bf16_enabled() or has_inference_hooks(network):
+        return network
+    if not on_cpu and torch.cuda.is_available():
+        return network
+    network.register_forward_pre_hook(_enter)
+    network.register_forward_hook(_leave, always_call=True)
+    setattr(network, _HOOK_TAG, True)
+    return network
+
+
+def has_inference_hooks(network: nn.Module) -> bool:
+    return bool(getattr(network, _HOOK_TAG, False))
