@@ -81,12 +81,20 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 1.0) -> torch.Tensor:
 class DepthwiseConv3d(nn.Conv3d):
     """``nn.Conv3d`` (same parameters and state-dict keys) that, on the CPU, runs on a channels-last input: oneDNN's
     depthwise path is about 3-4x faster (forward + backward, kernels 5-7) than PyTorch's default layout there. The
-    result is the same; GPU inputs are left as they are. (2D depthwise convs gain nothing and stay plain.)"""
+    result is the same; GPU inputs are left as they are. (2D depthwise convs gain nothing and stay plain.)
+
+    Under CPU bf16 autocast it stays in float32: oneDNN's bf16 channels-last depthwise backward crashes the
+    process for some shapes (seen with torch 2.13: kernel 7 on a depth of 4, e.g. (2, 32, 4, 12, 12)), and a
+    depthwise convolution is memory-bound, so bf16 would gain little there. Output (b, C, *S): float32 then."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        return super().forward(x)
+        if x.device.type != "cpu":
+            return super().forward(x)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+        if not torch.is_autocast_enabled("cpu"):
+            return super().forward(x)
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float())
 
 
 def depthwise_conv_nd(dims: int):
