@@ -226,6 +226,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "mean_hd95": result["mean_over_classes"]["hd95"],
         "empty_predictions": result["empty_predictions"],
         "sec_per_iter": steps.train_seconds_per_iteration(fold_folder),
+        "precision": steps.train_precision(fold_folder),
         "train_wall_s": train_seconds,
         "sec_per_case": predict_seconds / len(cases),
         "per_case": os.path.relpath(kept, os.path.dirname(os.path.abspath(args.out))),  # relative to the table
@@ -306,14 +307,22 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
              "| model | trainer | labels | iterations | Dice RV | Dice Myo | Dice LV | mean Dice | mean HD95 | "
              f"sec/iter | cost vs {reference} | sec/case |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    # a precision column once the CPU fast path trained a row (tables of fp32-only rows read as before)
+    mixed = any(r.get("precision") not in (None, "fp32") for r in rows)
+    if mixed:
+        lines[-2] = lines[-2][:-len(" sec/case |")] + " precision | sec/case |"
+        lines[-1] += "---|"
     for r in rows:
         ratio = _fmt(r["sec_per_iter"] / base, 2) if base and r["sec_per_iter"] else "-"
         its = r.get("iterations", meta["epochs"] * meta["iters"])
+        precision = f" {r.get('precision') or '-'} |" if mixed else ""
         lines.append(f"| {r['label']} | {r['trainer']} | {r['dataset']} | {its} | {_fmt(r['dice']['RV'])} | "
                      f"{_fmt(r['dice']['MYO'])} | {_fmt(r['dice']['LV'])} | **{_fmt(r['mean_dice'])}** | "
-                     f"{_fmt(r['mean_hd95'], 2)} | {_fmt(r['sec_per_iter'])} | {ratio} | {_fmt(r['sec_per_case'], 1)} |")
+                     f"{_fmt(r['mean_hd95'], 2)} | {_fmt(r['sec_per_iter'])} | {ratio} |{precision} "
+                     f"{_fmt(r['sec_per_case'], 1)} |")
     for name, dice, hd in published:
-        lines.append(f"| {name} | - | published fold-0 predictions | | | | | {dice:.3f} | {hd:.2f} | | | |")
+        lines.append(f"| {name} | - | published fold-0 predictions | | | | | {dice:.3f} | {hd:.2f} | | | |" +
+                     (" |" if mixed else ""))
     lines += [f"\nNote: {n}" for n in meta.get("notes", [])]
     invocations = meta["invocation"] if isinstance(meta["invocation"], list) else [meta["invocation"]]
     lines += ["", "Reproduce (in order):", "", "```"] + invocations + ["```", "",
@@ -456,7 +465,7 @@ def rescore_timing(args, env: dict, config: dict) -> str:
         if measured is None:  # that run's work folder is gone (e.g. an earlier session): keep what it measured
             print(f"[benchmark] {r['label']}: no timing file under {folder}; keeping {r['sec_per_iter']} s/iter")
         else:
-            r["sec_per_iter"] = measured
+            r["sec_per_iter"], r["precision"] = measured, steps.train_precision(folder)
         for key in ("dice", "hd95"):
             r[key] = {c: (float("nan") if v is None else v) for c, v in r[key].items()}
         r["mean_hd95"] = float("nan") if r["mean_hd95"] is None else r["mean_hd95"]

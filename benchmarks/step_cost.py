@@ -1,18 +1,23 @@
-"""Training-step and inference cost of nnunet_weak trainers relative to nnU-Net's, without data loading.
+"""Training-step and inference cost of nnunet_weak trainers, fp32 against the CPU fast path (bf16 autocast), and
+relative to nnU-Net's, without data loading.
 
     python benchmarks/step_cost.py --workdir benchmarks/work -d 801 -c 2d_lite \
         --trainers nnUNetTrainerBudget nnUNetTrainerPCLMix nnUNetTrainerPCLMix_noMix [--repeats 5] \
-        [--out benchmarks/results/step_cost_801_2d_lite]
+        [--modes fp32 fast] [--out benchmarks/results/step_cost_801_2d_lite]
 
-Each trainer is built the way ``nnUNetv2_train`` builds it (same plans, configuration, fold 0), takes one real
-training batch from its own data loader (augmented, single-threaded), and then runs ``train_step`` on that batch
-``--repeats`` times after one warm-up step: forward, all losses, backward, clipping and optimiser steps, with
-the schedule placed at ``--progress`` of training (so that ramped terms are on; PA-Seg's foreground gate is
-opened). Inference cost: the median time of ``network(data)`` in eval mode without deep supervision, i.e. what
-``nnUNetv2_predict`` runs per patch. The first trainer is the reference of both ratios. Run it on an idle
-machine: it measures wall time. Writes a markdown table and JSON.
+Each trainer is built the way ``nnUNetv2_train`` builds it (same plans, configuration, fold 0) once per mode
+(``fp32``: ``NNW_CPU_BF16=0``; ``fast``: the default, bf16 autocast where the CPU has native bf16), takes one
+real training batch from its own data loader (augmented, single-threaded; the same batch for every mode), and
+then runs ``train_step`` on that batch ``--repeats`` times per mode after one warm-up step each, the modes
+interleaved step by step so that any load on the machine hits them alike: forward, all losses, backward,
+clipping and optimiser steps, with the schedule placed at ``--progress`` of training (so that ramped terms are
+on; PA-Seg's foreground gate is opened). Inference cost: the median time of ``network(data)`` in eval mode
+without deep supervision, i.e. what ``nnUNetv2_predict`` runs per patch, interleaved the same way. The first
+trainer is the reference of the cost ratios. Run it on an idle machine: it measures wall time. Writes a
+markdown table and JSON.
 """
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -20,57 +25,125 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+MODES = {"fp32": "0", "fast": "auto"}  # mode -> NNW_CPU_BF16
 
 
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(fns: dict, repeats: int) -> dict:
+    """Median wall time of each ``fns[k]()`` over ``repeats`` calls, after one warm-up call each; the calls
+    alternate between the keys so that a change in machine load affects all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def measure(dataset: str, configuration: str, trainer_name: str, repeats: int, progress: float) -> dict:
+@contextmanager
+def cpu_bf16_setting(value: str):
+    saved = os.environ.get("NNW_CPU_BF16")
+    os.environ["NNW_CPU_BF16"] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("NNW_CPU_BF16")
+        else:
+            os.environ["NNW_CPU_BF16"] = saved
+
+
+def prepared_trainer(dataset: str, configuration: str, trainer_name: str, mode: str, progress: float):
+    """A trainer as nnUNetv2_train builds it under ``mode``, its schedule at ``progress``, plus its loaders."""
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    trainer = get_trainer_from_args(dataset, configuration, 0, trainer_name, "nnUNetPlans", device=torch.device("cpu"))
-    trainer.initialize()
-    loader, val_loader = trainer.get_dataloaders()
-    batch = next(loader)
+    with cpu_bf16_setting(MODES[mode]):
+        trainer = get_trainer_from_args(dataset, configuration, 0, trainer_name, "nnUNetPlans",
+                                        device=torch.device("cpu"))
+        trainer.initialize()
+    loaders = trainer.get_dataloaders()
     aux = getattr(trainer, "aux", None)
-    aux_loaders = ()
     if aux is not None:
         # ModelMix draws the auxiliary task's batch inside train_step: hand it one pre-loaded batch again and
         # again, so that (as for the target) augmentation is not timed as part of the step
         aux_loaders = aux.get_dataloaders()
         aux.dataloader_train, aux.dataloader_val = itertools.repeat(next(aux_loaders[0])), aux_loaders[1]
+        loaders = loaders + tuple(aux_loaders)
     trainer.current_epoch = int(progress * trainer.num_epochs)
     gate = getattr(trainer, "foreground_gate", None)
     if gate is not None:
         gate.onset = 0.0
     trainer.on_train_epoch_start()
-    step = median_seconds(lambda: trainer.train_step(batch), repeats)
+    return trainer, loaders
 
-    network = trainer.network
-    network.eval()
-    trainer.set_deep_supervision_enabled(False)
-    data = batch["data"].to(trainer.device)
 
-    def infer():
-        with torch.no_grad():
-            network(data)
-    inference = median_seconds(infer, repeats)
-    for dl in (loader, val_loader) + tuple(aux_loaders):
-        if hasattr(dl, "_finish"):
-            dl._finish()
-    return {"trainer": trainer_name, "step_s": step, "inference_s": inference, "batch_size": trainer.batch_size,
-            "patch_size": list(trainer.configuration_manager.patch_size), "threads": torch.get_num_threads()}
+def measure(dataset: str, configuration: str, trainer_name: str, modes: list, repeats: int,
+            progress: float) -> dict:
+    import torch
+
+    built = {m: prepared_trainer(dataset, configuration, trainer_name, m, progress) for m in modes}
+    batch = next(built[modes[0]][1][0])
+    trainers = {m: t for m, (t, _) in built.items()}
+    step = interleaved_medians({m: (lambda t=t: t.train_step(batch)) for m, t in trainers.items()}, repeats)
+
+    data = batch["data"]
+
+    def inference(trainer):
+        def run():
+            with torch.no_grad():
+                trainer.network(data)
+        return run
+    for trainer in trainers.values():
+        trainer.network.eval()
+        trainer.set_deep_supervision_enabled(False)
+    infer = interleaved_medians({m: inference(t) for m, t in trainers.items()}, repeats)
+    row = {"trainer": trainer_name, "batch_size": trainers[modes[0]].batch_size,
+           "patch_size": list(trainers[modes[0]].configuration_manager.patch_size),
+           "threads": torch.get_num_threads(),
+           "modes": {m: {"precision": trainers[m].precision, "step_s": step[m], "inference_s": infer[m]}
+                     for m in modes}}
+    for _, loaders in built.values():
+        for dl in loaders:
+            if hasattr(dl, "_finish"):
+                dl._finish()
+    del built, trainers
+    gc.collect()
+    return row
+
+
+def table(rows: list, modes: list, args, argv) -> str:
+    ref = rows[0]
+    first, last = modes[0], modes[-1]
+    head = (f"# Step and inference cost, dataset {args.d}, {args.c} (median of {args.repeats}, modes interleaved, "
+            f"{ref['threads']} CPU threads, batch {ref['batch_size']} x {ref['patch_size']}, schedule at "
+            f"{args.progress:.0%})")
+    cols = " | ".join(f"{m} step (s)" for m in modes)
+    icols = " | ".join(f"{m} inference (s)" for m in modes)
+    lines = [head, "",
+             f"| trainer | {cols} | {first} / {last} step | step / {ref['trainer']} ({last}) | {icols} | "
+             f"{first} / {last} inference | inference / {ref['trainer']} ({last}) |",
+             "|---|" + "---|" * (2 * len(modes) + 4)]
+    for r in rows:
+        m = r["modes"]
+        r["speedup_step"] = m[first]["step_s"] / m[last]["step_s"]
+        r["speedup_inference"] = m[first]["inference_s"] / m[last]["inference_s"]
+        r["step_ratio"] = m[last]["step_s"] / ref["modes"][last]["step_s"]
+        r["inference_ratio"] = m[last]["inference_s"] / ref["modes"][last]["inference_s"]
+        steps_ = " | ".join(f"{m[k]['step_s']:.3f}" for k in modes)
+        infers = " | ".join(f"{m[k]['inference_s']:.3f}" for k in modes)
+        lines.append(f"| {r['trainer']} | {steps_} | {r['speedup_step']:.2f} | {r['step_ratio']:.2f} | {infers} | "
+                     f"{r['speedup_inference']:.2f} | {r['inference_ratio']:.2f} |")
+    precisions = ", ".join(f"{k}: {ref['modes'][k]['precision']}" for k in modes)
+    lines += ["", f"Precision per mode: {precisions}. Train step: `train_step` on one real augmented batch (data "
+              "loading excluded). Inference: `network(data)` in eval mode, deep supervision off.", "",
+              "Reproduce: `python benchmarks/step_cost.py " + " ".join(argv or sys.argv[1:]) + "`", ""]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -80,6 +153,8 @@ def main(argv=None) -> int:
     parser.add_argument("-d", required=True, help="dataset id or name (planned and preprocessed)")
     parser.add_argument("-c", default="2d_lite", help="configuration")
     parser.add_argument("--trainers", nargs="+", required=True, help="the first one is the reference")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES),
+                        help="precision modes to compare; the ratio columns divide the first by the last")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--progress", type=float, default=0.5, help="fraction of training the schedule is at")
     parser.add_argument("--out", default=None, help="output prefix (default results/step_cost_<d>_<c>)")
@@ -92,27 +167,18 @@ def main(argv=None) -> int:
     os.environ.setdefault("nnUNet_compile", "f")
     out = args.out or os.path.join(HERE, "results", f"step_cost_{args.d}_{args.c}")
 
-    rows = [measure(args.d, args.c, t, args.repeats, args.progress) for t in args.trainers]
-    ref = rows[0]
-    lines = [f"# Step and inference cost, dataset {args.d}, {args.c} (median of {args.repeats}, "
-             f"{ref['threads']} CPU threads, batch {ref['batch_size']} x {ref['patch_size']}, schedule at "
-             f"{args.progress:.0%})", "",
-             f"| trainer | train step (s) | step / {ref['trainer']} | inference per batch (s) | inference ratio |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        r["step_ratio"] = r["step_s"] / ref["step_s"]
-        r["inference_ratio"] = r["inference_s"] / ref["inference_s"]
-        lines.append(f"| {r['trainer']} | {r['step_s']:.3f} | {r['step_ratio']:.2f} | {r['inference_s']:.3f} | "
-                     f"{r['inference_ratio']:.2f} |")
-    lines += ["", "Train step: `train_step` on one real augmented batch (data loading excluded). Inference: "
-              "`network(data)` in eval mode, deep supervision off.", "",
-              "Reproduce: `python benchmarks/step_cost.py " + " ".join(argv or sys.argv[1:]) + "`", ""]
-    os.makedirs(os.path.dirname(out), exist_ok=True)
+    rows = []
+    for name in args.trainers:
+        rows.append(measure(args.d, args.c, name, args.modes, args.repeats, args.progress))
+        print(f"[step_cost] {name}: " + ", ".join(f"{m} {v['step_s']:.3f} s" for m, v in rows[-1]["modes"].items()),
+              flush=True)
+    text = table(rows, args.modes, args, argv)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".md", "w") as f:
-        f.write("\n".join(lines))
+        f.write(text)
     with open(out + ".json", "w") as f:
         json.dump(rows, f, indent=2)
-    print("\n".join(lines))
+    print(text)
     return 0
 
 

@@ -285,3 +285,55 @@ def test_rescoring_keeps_the_timing_of_rows_whose_work_folder_is_gone(tmp_path):
     assert rows["pL"]["sec_per_iter"] == pytest.approx(0.8)      # no timing file: kept
     assert rows["new"]["sec_per_iter"] == pytest.approx(1.0)     # re-read: median 3.0 s / 3 iterations
     assert "Note: machine changed" in table and "| 1.25 |" in table  # 1.0 / 0.8
+
+
+def test_precision_column_appears_once_a_row_trained_on_the_fast_path(tmp_path):
+    from nnunet_weak.experiment.steps import train_precision
+    fp32 = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.5, 0.8)]
+    assert "precision" not in _report(fp32, tmp_path)          # fp32-only tables read as before
+    table = _report(fp32 + [{**_row("nnU-Net+pL, fast", "nnUNetTrainerBudget", 0.5, 0.4),
+                             "precision": "bf16 autocast (CPU)"}], tmp_path)
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("| model |"))
+    fast = next(line for line in lines if line.startswith("| nnU-Net+pL, fast |"))
+    published = next(line for line in lines if line.startswith("| PCLMix (published) |"))
+    assert "| precision |" in header and "| bf16 autocast (CPU) |" in fast and "| - |" in lines[lines.index(header) + 2]
+    assert header.count("|") == fast.count("|") == published.count("|")
+    (tmp_path / "nnunet_weak_timing.json").write_text(json.dumps({"iterations_per_epoch": 1, "epochs": [1.0]}))
+    assert train_precision(str(tmp_path)) == "fp32"              # written before the fast path existed
+    assert train_precision(str(tmp_path / "missing")) is None
+
+
+def _benchmark_script(name):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_cost_compares_fp32_and_fast_path(use_env, tmp_path):
+    env, _ = use_env
+    step_cost = _benchmark_script("step_cost")
+    out = str(tmp_path / "step")
+    step_cost.main(["--workdir", os.path.dirname(env["nnUNet_raw"]), "-d", "981", "-c", "2d", "--trainers",
+                    "nnUNetTrainerBudget", "nnUNetTrainerPCE", "--repeats", "1", "--out", out])
+    rows = json.loads(open(out + ".json").read())
+    assert [r["trainer"] for r in rows] == ["nnUNetTrainerBudget", "nnUNetTrainerPCE"]
+    for r in rows:
+        assert r["modes"]["fp32"]["precision"] == "fp32" and r["speedup_step"] > 0
+    assert rows[0]["step_ratio"] == 1.0
+    assert "fp32 / fast step" in open(out + ".md").read()
+
+
+def test_iteration_cost_reads_step_and_loader_wait_from_real_training(use_env, tmp_path):
+    env, _ = use_env
+    cost = _benchmark_script("iteration_cost")
+    out = str(tmp_path / "iter")
+    cost.main(["--workdir", os.path.dirname(env["nnUNet_raw"]), "-d", "981", "-c", "2d", "--trainers",
+               "nnUNetTrainerBudget", "--epochs", "2", "--iters", "2", "--rounds", "1", "--workers", "0",
+               "--out", out])
+    row = json.loads(open(out + ".json").read())[0]
+    fp32, fast = row["modes"]["fp32"], row["modes"]["fast"]
+    assert fp32["precision"] == "fp32" and fast["precision"] in ("fp32", "bf16 autocast (CPU)")
+    assert 0 <= fp32["wait_per_iter"] < fp32["s_per_iter"]

@@ -79,6 +79,16 @@ def train_seconds_per_iteration(fold_folder: str, skip_first: bool = True) -> Op
     return float(np.median(epochs)) / record["iterations_per_epoch"] if epochs else None
 
 
+def train_precision(fold_folder: str) -> Optional[str]:
+    """What a trained fold computed in ('fp32', 'bf16 autocast (CPU)', ...), from its timing file; runs from
+    before the CPU fast path existed recorded nothing and ran in fp32. None without a timing file."""
+    path = os.path.join(fold_folder, TIMING_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("precision", "fp32")
+
+
 def plan_and_preprocess(dataset_id: int, configurations: List[str], env: Dict[str, str], log_file: str) -> float:
     # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
     env = {**env, "nnUNet_n_proc_DA": str(max(1, int(env.get("nnUNet_n_proc_DA", "1"))))}
