@@ -17,7 +17,8 @@ import numpy as np
 
 from nnunet_weak.annotation.nnunet_io import (CARDIAC_IGNORE, CARDIAC_LABELS, DENSE_FOLDER, check_splits_writable,
                                               check_target_folder, conversion_parser, copy_image, label_array,
-                                              prepare_dataset_folder, write_dataset_json, write_label, write_splits)
+                                              prepare_dataset_folder, staged_dataset, write_dataset_json, write_label,
+                                              write_splits)
 from nnunet_weak.utilities.errors import NNWError
 
 DATASET_NAME = "Dataset803_MSCMRScribble"
@@ -98,30 +99,31 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optiona
     splits = [{"train": sorted(train_ids), "val": sorted(val_ids)}]
     check_target_folder(target, overwrite)
     check_splits_writable(target, splits, overwrite)
-    prepare_dataset_folder(target, overwrite, test_set=bool(test_pairs))
+    with staged_dataset(target, overwrite) as out:
+        prepare_dataset_folder(out, test_set=bool(test_pairs))
 
-    for (case, image_path, label_path), dense in [(p, False) for p in train] + [(p, True) for p in val]:
-        image = copy_image(image_path, os.path.join(target, "imagesTr", f"{case}_0000.nii.gz"))
-        labels, _ = label_array(label_path, CARDIAC_IGNORE - 1 if dense else CARDIAC_IGNORE, image)
-        if not dense and train_labels is not None:
-            labels = train_labels(case, labels)
-        write_label(labels, image, os.path.join(target, "labelsTr", f"{case}.nii.gz"), label_path)
-        if dense:
-            write_label(labels, image, os.path.join(target, DENSE_FOLDER, f"{case}.nii.gz"), label_path)
-    if any(label is not None for _, _, label in test_pairs):
-        os.makedirs(os.path.join(target, "labelsTs"), exist_ok=True)
-    for case, image_path, label_path in test_pairs:
-        image = copy_image(image_path, os.path.join(target, "imagesTs", f"{case}_0000.nii.gz"))
-        if label_path is not None:
-            labels, _ = label_array(label_path, CARDIAC_IGNORE - 1, image)
-            write_label(labels, image, os.path.join(target, "labelsTs", f"{case}.nii.gz"), label_path)
+        for (case, image_path, label_path), dense in [(p, False) for p in train] + [(p, True) for p in val]:
+            image = copy_image(image_path, os.path.join(out, "imagesTr", f"{case}_0000.nii.gz"))
+            labels, _ = label_array(label_path, CARDIAC_IGNORE - 1 if dense else CARDIAC_IGNORE, image)
+            if not dense and train_labels is not None:
+                labels = train_labels(case, labels)
+            write_label(labels, image, os.path.join(out, "labelsTr", f"{case}.nii.gz"), label_path)
+            if dense:
+                write_label(labels, image, os.path.join(out, DENSE_FOLDER, f"{case}.nii.gz"), label_path)
+        if any(label is not None for _, _, label in test_pairs):
+            os.makedirs(os.path.join(out, "labelsTs"), exist_ok=True)
+        for case, image_path, label_path in test_pairs:
+            image = copy_image(image_path, os.path.join(out, "imagesTs", f"{case}_0000.nii.gz"))
+            if label_path is not None:
+                labels, _ = label_array(label_path, CARDIAC_IGNORE - 1, image)
+                write_label(labels, image, os.path.join(out, "labelsTs", f"{case}.nii.gz"), label_path)
 
-    write_dataset_json(target, {**CARDIAC_LABELS, "ignore": CARDIAC_IGNORE}, len(train) + len(val),
-                       name=dataset_name,
-                       description=f"MS-CMRSeg 2019 LGE MRI: {len(train)} train subjects with scribbles, "
-                                   f"{len(val)} val subjects with dense labels (fold 0 validation); "
-                                   f"{DENSE_FOLDER}: dense labels of the val subjects for evaluation.")
-    write_splits(target, splits, overwrite)
+        write_dataset_json(out, {**CARDIAC_LABELS, "ignore": CARDIAC_IGNORE}, len(train) + len(val),
+                           name=dataset_name,
+                           description=f"MS-CMRSeg 2019 LGE MRI: {len(train)} train subjects with scribbles, "
+                                       f"{len(val)} val subjects with dense labels (fold 0 validation); "
+                                       f"{DENSE_FOLDER}: dense labels of the val subjects for evaluation.")
+        write_splits(out, splits, overwrite, dataset_name=dataset_name)
     if verbose:
         print(f"wrote {len(train) + len(val)} training and {len(test_pairs)} test cases to {target}")
     return target

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import zlib
 from typing import Dict
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, OVERWRITE_FLAG, SPLITS_FILE, Geometry,
                                               check_splits_writable, check_target_folder, label_array,
-                                              prepare_dataset_folder, write_label, write_splits)
+                                              prepare_dataset_folder, staged_dataset, write_label, write_splits)
 from nnunet_weak.annotation.scribbles import annotated_fraction, simulate_scribbles
 from nnunet_weak.utilities.errors import NNWError
 from nnunet_weak.utilities.labels import check_ignore_label
@@ -44,8 +45,9 @@ def simulate_dataset(source: str, target: str, seed: int = 0, overwrite: bool = 
     json_path = os.path.join(source, "dataset.json")
     if not os.path.isfile(json_path):
         raise NNWError(f"{json_path} does not exist; pass an nnU-Net raw dataset folder as the source.")
-    if os.path.normpath(source) == os.path.normpath(target):
-        raise NNWError(f"target {target} is the source dataset; choose a new dataset folder.")
+    if os.path.realpath(source) == os.path.realpath(target):  # realpath: a link to the source is the source
+        raise NNWError(f"target {target} is the source dataset {os.path.realpath(source)}; choose a new dataset "
+                       f"folder.")
     with open(json_path) as f:
         dataset_json = json.load(f)
     if check_ignore_label(dataset_json, json_path, required=False) is not None:
@@ -67,6 +69,11 @@ def simulate_dataset(source: str, target: str, seed: int = 0, overwrite: bool = 
         m = channel.match(name)
         if m is not None and m.group(1) in image_files:
             image_files[m.group(1)].append(name)
+    unlabelled_images = sorted({m.group(1) for m in map(channel.match, os.listdir(images_dir))
+                                if m is not None and m.group(1) not in image_files})
+    if unlabelled_images:
+        print(f"warning: {len(unlabelled_images)} image(s) in {images_dir} have no label file in {labels_dir} and are "
+              f"left out, e.g. {unlabelled_images[0]}", file=sys.stderr)
     for case, files in image_files.items():
         if not files:
             raise NNWError(f"{os.path.join(images_dir, case + '_0000' + ending)} is missing (image of "
@@ -80,36 +87,38 @@ def simulate_dataset(source: str, target: str, seed: int = 0, overwrite: bool = 
     check_target_folder(target, overwrite)
     if splits is not None:
         check_splits_writable(target, splits, overwrite)
-    prepare_dataset_folder(target, overwrite)
+    with staged_dataset(target, overwrite) as out:
+        prepare_dataset_folder(out)
 
-    per_case, per_class = {}, {name: [] for name in classes}
-    for case in cases:
-        for name in image_files[case]:
-            shutil.copyfile(os.path.join(images_dir, name), os.path.join(target, "imagesTr", name))
-        label_path = os.path.join(labels_dir, case + ending)
-        geometry = Geometry.of_file(os.path.join(images_dir, image_files[case][0]))
-        dense, _ = label_array(label_path, ignore - 1, geometry)
-        scribble = simulate_scribbles(dense, ignore, _case_rng(seed, case), thickness=thickness, axis=axis)
-        write_label(scribble, geometry, os.path.join(target, "labelsTr", case + ending), label_path)
-        shutil.copyfile(label_path, os.path.join(target, DENSE_FOLDER, case + ending))
-        per_case[case] = annotated_fraction(scribble, ignore)
-        for name, value in classes.items():
-            per_class[name].append(float(np.count_nonzero(scribble == value)) / max(scribble.size, 1))
-    for folder in ("imagesTs", "labelsTs"):
-        if os.path.isdir(os.path.join(source, folder)):
-            shutil.copytree(os.path.join(source, folder), os.path.join(target, folder))
+        per_case, per_class = {}, {name: [] for name in classes}
+        for case in cases:
+            for name in image_files[case]:
+                shutil.copyfile(os.path.join(images_dir, name), os.path.join(out, "imagesTr", name))
+            label_path = os.path.join(labels_dir, case + ending)
+            geometry = Geometry.of_file(os.path.join(images_dir, image_files[case][0]))
+            dense, _ = label_array(label_path, ignore - 1, geometry)
+            scribble = simulate_scribbles(dense, ignore, _case_rng(seed, case), thickness=thickness, axis=axis)
+            write_label(scribble, geometry, os.path.join(out, "labelsTr", case + ending), label_path)
+            shutil.copyfile(label_path, os.path.join(out, DENSE_FOLDER, case + ending))
+            per_case[case] = annotated_fraction(scribble, ignore)
+            for name, value in classes.items():
+                per_class[name].append(float(np.count_nonzero(scribble == value)) / max(scribble.size, 1))
+        for folder in ("imagesTs", "labelsTs"):
+            if os.path.isdir(os.path.join(source, folder)):
+                shutil.copytree(os.path.join(source, folder), os.path.join(out, folder))
 
-    new_json = dict(dataset_json)
-    new_json["labels"] = {**classes, "ignore": ignore}
-    new_json["numTraining"] = len(cases)
-    new_json["name"] = os.path.basename(target)
-    note = (f"Scribbles simulated from {os.path.basename(source)} (seed {seed}, thickness {thickness}, axis {axis}; "
-            f"ScribbleBench-style, nnunet_weak.annotation.scribbles); {DENSE_FOLDER}: original dense labels.")
-    new_json["description"] = (dataset_json.get("description", "") + " " + note).strip()
-    with open(os.path.join(target, "dataset.json"), "w") as f:
-        json.dump(new_json, f, indent=4)
-    if splits is not None:
-        write_splits(target, splits, overwrite)
+        new_json = dict(dataset_json)
+        new_json["labels"] = {**classes, "ignore": ignore}
+        new_json["numTraining"] = len(cases)
+        new_json["name"] = os.path.basename(target)
+        note = (f"Scribbles simulated from {os.path.basename(source)} (seed {seed}, thickness {thickness}, axis "
+                f"{axis}; ScribbleBench-style, nnunet_weak.annotation.scribbles); {DENSE_FOLDER}: original dense "
+                f"labels.")
+        new_json["description"] = (dataset_json.get("description", "") + " " + note).strip()
+        with open(os.path.join(out, "dataset.json"), "w") as f:
+            json.dump(new_json, f, indent=4)
+        if splits is not None:
+            write_splits(out, splits, overwrite, dataset_name=os.path.basename(target))
 
     result = {"mean": float(np.mean(list(per_case.values()))), "per_case": per_case,
               "per_class": {name: float(np.mean(v)) for name, v in per_class.items()}}

@@ -163,21 +163,20 @@ def test_refuses_overwrite_and_preprocessed_conflict(acdc, tmp_path, monkeypatch
     out = module.convert(str(acdc), str(raw), verbose=False)
     with pytest.raises(NNWError, match=r"Dataset801_ACDCScribble.*--overwrite"):
         module.convert(str(acdc), str(raw), verbose=False)
-    stray = os.path.join(out, "labelsTr", "stale.nii.gz")
-    open(stray, "w").close()
     module.convert(str(acdc), str(raw), overwrite=True, verbose=False)
-    assert not os.path.exists(stray)
 
+    # splits in $nnUNet_preprocessed that no conversion wrote are the user's: refused, with or without --overwrite
     pre = tmp_path / "pre"
     (pre / "Dataset801_ACDCScribble").mkdir(parents=True)
-    (pre / "Dataset801_ACDCScribble" / "splits_final.json").write_text(json.dumps([{"train": ["a"], "val": []}]))
+    custom = json.dumps([{"train": ["a"], "val": []}])
+    (pre / "Dataset801_ACDCScribble" / "splits_final.json").write_text(custom)
     monkeypatch.setenv("nnUNet_preprocessed", str(pre))
     fresh = tmp_path / "raw2"
-    with pytest.raises(NNWError, match=r"splits_final.json.*--overwrite"):
-        module.convert(str(acdc), str(fresh), verbose=False)
+    for overwrite in (False, True):
+        with pytest.raises(NNWError, match=r"splits_final.json holds splits this conversion did not write"):
+            module.convert(str(acdc), str(fresh), overwrite=overwrite, verbose=False)
     assert not (fresh / "Dataset801_ACDCScribble").exists()  # refused before writing anything
-    module.convert(str(acdc), str(fresh), overwrite=True, verbose=False)
-    assert len(json.load(open(pre / "Dataset801_ACDCScribble" / "splits_final.json"))) == 5
+    assert (pre / "Dataset801_ACDCScribble" / "splits_final.json").read_text() == custom
 
 
 def test_missing_or_bad_source_files(acdc, tmp_path):

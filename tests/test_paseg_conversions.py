@@ -227,10 +227,13 @@ def test_refuses_to_overwrite(vs, tmp_path):
     out = module.convert(str(vs), str(raw), verbose=False)
     with pytest.raises(NNWError, match=r"Dataset811_VSPoints.*--overwrite"):
         module.main([str(vs), str(raw)])
-    stale = os.path.join(out, "labelsTs", "stale.nii.gz")
-    open(stale, "w").close()
+    users = os.path.join(out, "labelsTs", "users_own.nii.gz")   # not the conversion's: --overwrite keeps it
+    open(users, "w").close()
+    ours = os.path.join(out, "dataset.json")
+    content = open(ours).read()
+    open(ours, "w").write("{}")                                   # the conversion's: --overwrite rewrites it
     module.main([str(vs), str(raw), "--overwrite"])
-    assert not os.path.exists(stale)
+    assert os.path.exists(users) and open(ours).read() == content
 
 
 def test_split_csv_reading_and_errors(vs, brats, tmp_path):

@@ -32,7 +32,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, check_splits_writable, check_target_folder,
-                                             prepare_dataset_folder, write_dataset_json, write_image, write_splits)
+                                             prepare_dataset_folder, staged_dataset, write_dataset_json, write_image,
+                                             write_splits)
 from nnunet_weak.utilities.errors import NNWError
 
 TRAINING_FOLDER = "2018LA_Seg_Training Set"
@@ -145,29 +146,31 @@ def convert_la_semi(root: str, nnunet_raw: str, n_labelled: Optional[int] = None
                            f"{'train' if case in train else 'test'}.list).")
     check_target_folder(target, overwrite)
     check_splits_writable(target, splits, overwrite)
-    prepare_dataset_folder(target, overwrite, test_set=True)
-    os.makedirs(os.path.join(target, "labelsTs"), exist_ok=True)
+    with staged_dataset(target, overwrite) as out:
+        prepare_dataset_folder(out, test_set=True)
+        os.makedirs(os.path.join(out, "labelsTs"), exist_ok=True)
 
-    labelled_set = set(labelled)
-    for case in train + test:
-        path = os.path.join(data, TRAINING_FOLDER, case, CASE_FILE)
-        image, label = reader(path)
-        label = _checked_label(np.asarray(label), np.asarray(image), path)
-        images, labels = ("imagesTr", "labelsTr") if case in train else ("imagesTs", "labelsTs")
-        write_image(_to_image(np.asarray(image, dtype=np.float32)), os.path.join(target, images, f"{case}_0000.nii.gz"))
-        if case in train:
-            write_image(_to_image(label), os.path.join(target, DENSE_FOLDER, f"{case}.nii.gz"))
-            if case not in labelled_set:
-                label = np.full_like(label, LA_IGNORE)
-        write_image(_to_image(label), os.path.join(target, labels, f"{case}.nii.gz"))
+        labelled_set = set(labelled)
+        for case in train + test:
+            path = os.path.join(data, TRAINING_FOLDER, case, CASE_FILE)
+            image, label = reader(path)
+            label = _checked_label(np.asarray(label), np.asarray(image), path)
+            images, labels = ("imagesTr", "labelsTr") if case in train else ("imagesTs", "labelsTs")
+            write_image(_to_image(np.asarray(image, dtype=np.float32)),
+                        os.path.join(out, images, f"{case}_0000.nii.gz"))
+            if case in train:
+                write_image(_to_image(label), os.path.join(out, DENSE_FOLDER, f"{case}.nii.gz"))
+                if case not in labelled_set:
+                    label = np.full_like(label, LA_IGNORE)
+            write_image(_to_image(label), os.path.join(out, labels, f"{case}.nii.gz"))
 
-    write_dataset_json(target, LA_LABELS, len(train), name=name, channel_names={"0": "MRI"},
-                       description=f"Left Atrium 2018 (UA-MT h5 layout, GT-cropped and z-scored), {len(train)} "
-                                   f"training cases of which the first {n} of train.list are labelled and the rest "
-                                   f"all-ignore; {len(test)} test cases in imagesTs / labelsTs; {DENSE_FOLDER}: "
-                                   f"dense labels of the training cases for evaluation.",
-                       labelled_cases=labelled, test_cases=test)
-    write_splits(target, splits, overwrite)
+        write_dataset_json(out, LA_LABELS, len(train), name=name, channel_names={"0": "MRI"},
+                           description=f"Left Atrium 2018 (UA-MT h5 layout, GT-cropped and z-scored), {len(train)} "
+                                       f"training cases of which the first {n} of train.list are labelled and the "
+                                       f"rest all-ignore; {len(test)} test cases in imagesTs / labelsTs; "
+                                       f"{DENSE_FOLDER}: dense labels of the training cases for evaluation.",
+                           labelled_cases=labelled, test_cases=test)
+        write_splits(out, splits, overwrite, dataset_name=name)
     if verbose:
         print(f"wrote {len(train)} training ({n} labelled) and {len(test)} test cases to {target}")
     return target

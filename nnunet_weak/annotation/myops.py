@@ -37,8 +37,8 @@ import SimpleITK as sitk
 from nnunet_weak.annotation.few_scribbles import (OFFICIAL_PICKS, SHUFFLE_SEED, record_selection, remove_stale_record,
                                                  select_few_scribbles)
 from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, Geometry, check_splits_writable, check_target_folder,
-                                             copy_image, prepare_dataset_folder, read_image, write_dataset_json,
-                                             write_label, write_splits)
+                                             copy_image, prepare_dataset_folder, read_image, staged_dataset,
+                                             write_dataset_json, write_label, write_splits)
 from nnunet_weak.utilities.errors import NNWError
 
 MYOPS_LABELS = {"background": 0, "myo": 1, "LV": 2, "edema": 3, "scar": 4, "ignore": 5}
@@ -179,30 +179,30 @@ def convert_myops(source: str, nnunet_raw: str, dataset_name: str, scribbles: Op
     target = os.path.join(nnunet_raw, dataset_name)
     check_target_folder(target, overwrite)
     check_splits_writable(target, splits, overwrite)
-    prepare_dataset_folder(target, overwrite, test_set=bool(test_images))
+    with staged_dataset(target, overwrite) as out:
+        prepare_dataset_folder(out, test_set=bool(test_images))
+        for case in sorted(images):
+            for k, path in enumerate(images[case]):
+                copy_image(path, os.path.join(out, "imagesTr", f"{case}_{k:04d}.nii.gz"))
+            label = labels[case]
+            array = label.array if selection is None else selection.labels_for(case, label.array, MYOPS_IGNORE)
+            write_label(array, geometries[case], os.path.join(out, "labelsTr", f"{case}.nii.gz"), label.path)
+            if not label.scribble:
+                write_label(label.array, geometries[case], os.path.join(out, DENSE_FOLDER, f"{case}.nii.gz"),
+                            label.path)
+        for case in sorted(test_images):
+            for k, path in enumerate(test_images[case]):
+                copy_image(path, os.path.join(out, "imagesTs", f"{case}_{k:04d}.nii.gz"))
 
-    for case in sorted(images):
-        for k, path in enumerate(images[case]):
-            copy_image(path, os.path.join(target, "imagesTr", f"{case}_{k:04d}.nii.gz"))
-        label = labels[case]
-        array = label.array if selection is None else selection.labels_for(case, label.array, MYOPS_IGNORE)
-        write_label(array, geometries[case], os.path.join(target, "labelsTr", f"{case}.nii.gz"), label.path)
-        if not label.scribble:
-            write_label(label.array, geometries[case], os.path.join(target, DENSE_FOLDER, f"{case}.nii.gz"),
-                        label.path)
-    for case in sorted(test_images):
-        for k, path in enumerate(test_images[case]):
-            copy_image(path, os.path.join(target, "imagesTs", f"{case}_{k:04d}.nii.gz"))
-
-    scribbled = len(train) if selection is None else len(selection.picks)
-    description = (f"MyoPS 2020 (C0, DE, T2) with the ModelMix scribbles: {scribbled} training subjects with "
-                   f"scribbles, {len(train) - scribbled} unlabelled (all-ignore), {len(val)} dense subjects "
-                   f"(validation; RV merged into background); {DENSE_FOLDER}: their dense labels. Evaluation regions: "
-                   f"scar = {{4}}, edema = {{3, 4}}.")
-    write_dataset_json(target, MYOPS_LABELS, len(images), name=dataset_name, description=description,
-                       channel_names={str(k): c for k, c in enumerate(CHANNELS)}, scribble_cases=train,
-                       dense_cases=val, test_cases=sorted(test_images), evaluation_regions=EVALUATION_REGIONS)
-    write_splits(target, splits, overwrite)
+        scribbled = len(train) if selection is None else len(selection.picks)
+        description = (f"MyoPS 2020 (C0, DE, T2) with the ModelMix scribbles: {scribbled} training subjects with "
+                       f"scribbles, {len(train) - scribbled} unlabelled (all-ignore), {len(val)} dense subjects "
+                       f"(validation; RV merged into background); {DENSE_FOLDER}: their dense labels. Evaluation "
+                       f"regions: scar = {{4}}, edema = {{3, 4}}.")
+        write_dataset_json(out, MYOPS_LABELS, len(images), name=dataset_name, description=description,
+                           channel_names={str(k): c for k, c in enumerate(CHANNELS)}, scribble_cases=train,
+                           dense_cases=val, test_cases=sorted(test_images), evaluation_regions=EVALUATION_REGIONS)
+        write_splits(out, splits, overwrite, dataset_name=dataset_name)
     if selection is not None:
         record_selection(target, selection, verbose=verbose)
     else:

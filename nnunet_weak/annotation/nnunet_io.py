@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -26,9 +27,8 @@ from nnunet_weak.utilities.errors import NNWError
 OVERWRITE_FLAG = "--overwrite"
 DENSE_FOLDER = "labelsTr_dense"
 SPLITS_FILE = "splits_final.json"
-# what a conversion writes into a dataset folder; --overwrite removes exactly these, nothing else
-OUTPUT_ENTRIES = ("imagesTr", "labelsTr", DENSE_FOLDER, "imagesTs", "labelsTs", "dataset.json", SPLITS_FILE,
-                  "points", "seed_quality.csv", "seed_quality.json")
+# the files a conversion wrote into a dataset folder: --overwrite replaces exactly these, nothing else
+OUTPUTS_MANIFEST = ".nnunet_weak_outputs.json"
 
 CARDIAC_LABELS = {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
 CARDIAC_IGNORE = 4
@@ -154,24 +154,76 @@ def check_target_folder(folder: str, overwrite: bool) -> None:
     """Refuse to write into an existing, non-empty dataset folder unless ``overwrite``."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise NNWError(f"{folder} exists and is not a folder; remove it or choose another target.")
+    parent = os.path.dirname(os.path.abspath(folder))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise NNWError(f"{parent} is not a folder; point the conversion at an nnUNet_raw folder.")
     if _is_nonempty_dir(folder) and not overwrite:
         raise NNWError(f"dataset folder {folder} already exists; pass {OVERWRITE_FLAG} to replace its contents.")
 
 
-def prepare_dataset_folder(folder: str, overwrite: bool, test_set: bool = False) -> None:
-    """Create ``folder`` with imagesTr/labelsTr/labelsTr_dense (and imagesTs when ``test_set``).
+def _files_under(folder: str) -> List[str]:
+    return sorted(os.path.relpath(os.path.join(root, name), folder)
+                  for root, _, names in os.walk(folder) for name in names)
 
-    With ``overwrite`` only the entries a conversion writes (:data:`OUTPUT_ENTRIES`) are removed first; other
-    files a user put there stay.
+
+def _recorded_outputs(target: str) -> List[str]:
+    """Files an earlier conversion wrote into ``target`` (its manifest); entries leaving the folder are dropped."""
+    path = os.path.join(target, OUTPUTS_MANIFEST)
+    try:
+        with open(path) as f:
+            files = json.load(f)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    inside = []
+    for rel in files:
+        norm = os.path.normpath(str(rel))
+        if not os.path.isabs(norm) and not norm.startswith(os.pardir):
+            inside.append(norm)
+    return inside
+
+
+def _move_outputs(staging: str, target: str) -> None:
+    """Replace the files the previous conversion wrote into ``target`` (its manifest) by those in ``staging``;
+    everything else in ``target`` (a user's files) stays."""
+    new, old = _files_under(staging), _recorded_outputs(target)
+    os.makedirs(target, exist_ok=True)
+    for rel in set(old) - set(new):
+        path = os.path.join(target, rel)
+        if os.path.isfile(path) or os.path.islink(path):
+            os.remove(path)
+    for rel in new:
+        destination = os.path.join(target, rel)
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        os.replace(os.path.join(staging, rel), destination)
+    for folder in sorted({os.path.dirname(rel) for rel in old if os.path.dirname(rel)}, key=len, reverse=True):
+        path = os.path.join(target, folder)
+        if os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+    with open(os.path.join(target, OUTPUTS_MANIFEST), "w") as f:
+        json.dump({"written_by": "nnunet_weak", "files": new}, f, indent=1)
+
+
+@contextlib.contextmanager
+def staged_dataset(target: str, overwrite: bool):
+    """Yield a new folder beside ``target`` for a conversion to write the whole dataset into.
+
+    Nothing in ``target`` changes until the block completes: a bad case found half-way leaves the earlier dataset
+    as it was. Then the files of the previous conversion (listed in ``target``'s manifest) are replaced by the
+    new ones; files the user added stay. Refuses a non-empty ``target`` without ``overwrite``.
     """
-    check_target_folder(folder, overwrite)
-    if os.path.isdir(folder):
-        for name in OUTPUT_ENTRIES:
-            path = os.path.join(folder, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
+    check_target_folder(target, overwrite)
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.partial-", dir=parent)
+    try:
+        yield staging
+        _move_outputs(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def prepare_dataset_folder(folder: str, test_set: bool = False) -> None:
+    """Create imagesTr/labelsTr/labelsTr_dense (and imagesTs when ``test_set``) in a staging folder."""
     for name in ("imagesTr", "labelsTr", DENSE_FOLDER) + (("imagesTs",) if test_set else ()):
         os.makedirs(os.path.join(folder, name), exist_ok=True)
 
@@ -197,39 +249,54 @@ def write_dataset_json(folder: str, labels: Dict[str, int], num_training: int, n
 
 
 # --------------------------------------------------------------------------------------------------- splits
-def _preprocessed_splits_path(dataset_folder: str) -> Optional[str]:
+def _preprocessed_splits_path(dataset_name: str) -> Optional[str]:
     root = os.environ.get("nnUNet_preprocessed", "").strip()
     if not root:
         return None
-    return os.path.join(root, os.path.basename(os.path.normpath(dataset_folder)), SPLITS_FILE)
+    return os.path.join(root, dataset_name, SPLITS_FILE)
 
 
 def _normalise_splits(splits: Sequence[dict]) -> List[dict]:
     return [{"train": list(s["train"]), "val": list(s["val"])} for s in splits]
 
 
-def check_splits_writable(dataset_folder: str, splits: Sequence[dict], overwrite: bool) -> None:
-    """Refuse (unless ``overwrite``) when ``$nnUNet_preprocessed/<dataset>/splits_final.json`` holds other splits."""
-    path = _preprocessed_splits_path(dataset_folder)
-    if path is None or not os.path.isfile(path) or overwrite:
-        return
+def _read_json(path: str):
     try:
         with open(path) as f:
-            existing = json.load(f)
+            return json.load(f)
     except (OSError, ValueError):
-        existing = None
-    if existing != _normalise_splits(splits):
+        return None
+
+
+def check_splits_writable(dataset_folder: str, splits: Sequence[dict], overwrite: bool) -> None:
+    """Refuse when ``$nnUNet_preprocessed/<dataset>/splits_final.json`` holds other splits, unless a conversion
+    wrote them (they equal the dataset folder's own ``splits_final.json``) and ``overwrite`` is given: a user's
+    own splits there are never replaced."""
+    path = _preprocessed_splits_path(os.path.basename(os.path.normpath(dataset_folder)))
+    if path is None or not os.path.isfile(path):
+        return
+    existing = _read_json(path)
+    if existing == _normalise_splits(splits):
+        return
+    ours = existing is not None and existing == _read_json(os.path.join(dataset_folder, SPLITS_FILE))
+    if not ours:
+        raise NNWError(f"{path} holds splits this conversion did not write (they differ from "
+                       f"{os.path.join(dataset_folder, SPLITS_FILE)}); move it away or delete it to use the "
+                       f"conversion's splits.")
+    if not overwrite:
         raise NNWError(f"{path} already exists with different splits; pass {OVERWRITE_FLAG} to replace it "
                        f"(or delete it).")
 
 
-def write_splits(dataset_folder: str, splits: Sequence[dict], overwrite: bool) -> List[str]:
-    """Write ``splits_final.json`` into the raw dataset folder and, if ``nnUNet_preprocessed`` is set, into
-    ``$nnUNet_preprocessed/<dataset>/``. Returns the paths written."""
+def write_splits(dataset_folder: str, splits: Sequence[dict], overwrite: bool,
+                 dataset_name: Optional[str] = None) -> List[str]:
+    """Write ``splits_final.json`` into ``dataset_folder`` and, if ``nnUNet_preprocessed`` is set, into
+    ``$nnUNet_preprocessed/<dataset_name>/`` (default: the folder's name; pass the target's name when writing into
+    a staging folder). Returns the paths written."""
     splits = _normalise_splits(splits)
-    check_splits_writable(dataset_folder, splits, overwrite)
+    name = dataset_name or os.path.basename(os.path.normpath(dataset_folder))
     paths = [os.path.join(dataset_folder, SPLITS_FILE)]
-    extra = _preprocessed_splits_path(dataset_folder)
+    extra = _preprocessed_splits_path(name)
     if extra is not None:
         os.makedirs(os.path.dirname(extra), exist_ok=True)
         paths.append(extra)
@@ -321,47 +388,51 @@ def find_acdc_frames(source: str) -> List[AcdcFrame]:
 def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: bool, overwrite: bool = False,
                  verbose: bool = True,
                  weak_labels: Optional[Callable[[AcdcFrame, sitk.Image, np.ndarray], np.ndarray]] = None,
-                 kind: Optional[str] = None) -> str:
+                 kind: Optional[str] = None, splits: Optional[List[dict]] = None, description: Optional[str] = None,
+                 dataset_json_extra: Optional[dict] = None) -> str:
     """Convert every ACDC frame into ``nnunet_raw/dataset_name``; shared by Dataset801 (``scribbles=True``:
     labelsTr = scribbles, ignore 4), Dataset802 (``scribbles=False``: labelsTr = dense gt) and Dataset804
     (``weak_labels``: a function (frame, image, dense gt (z, y, x)) -> labelsTr array with ignore 4, e.g. expanded
     points; ``kind`` describes it in dataset.json). All keep the dense gt in labelsTr_dense and write the 5-fold
-    WSL4MIS/PCLMix splits. Returns the dataset folder."""
+    WSL4MIS/PCLMix splits unless ``splits`` are given; ``description`` and ``dataset_json_extra`` replace and extend
+    dataset.json's defaults. Returns the dataset folder."""
     frames = find_acdc_frames(source)
     target = os.path.join(nnunet_raw, dataset_name)
-    splits = acdc_five_fold_splits(f.case for f in frames)
+    splits = acdc_five_fold_splits(f.case for f in frames) if splits is None else splits
     check_target_folder(target, overwrite)
     check_splits_writable(target, splits, overwrite)
-    prepare_dataset_folder(target, overwrite)
 
     geometry_fixed = 0
-    for frame in frames:
-        image = copy_image(frame.image, os.path.join(target, "imagesTr", f"{frame.case}_0000.nii.gz"))
-        gt, gt_moved = label_array(frame.gt, CARDIAC_IGNORE - 1, image)
-        write_label(gt, image, os.path.join(target, DENSE_FOLDER, f"{frame.case}.nii.gz"), frame.gt)
-        if weak_labels is not None:
-            write_label(weak_labels(frame, image, gt), image, os.path.join(target, "labelsTr", f"{frame.case}.nii.gz"),
-                        frame.gt)
-        elif scribbles:
-            scribble, sc_moved = label_array(frame.scribble, CARDIAC_IGNORE, image)
-            write_label(scribble, image, os.path.join(target, "labelsTr", f"{frame.case}.nii.gz"), frame.scribble)
-            gt_moved = gt_moved or sc_moved
-        else:
-            shutil.copyfile(os.path.join(target, DENSE_FOLDER, f"{frame.case}.nii.gz"),
-                            os.path.join(target, "labelsTr", f"{frame.case}.nii.gz"))
-        geometry_fixed += int(gt_moved)
+    with staged_dataset(target, overwrite) as out:
+        prepare_dataset_folder(out)
+        for frame in frames:
+            image = copy_image(frame.image, os.path.join(out, "imagesTr", f"{frame.case}_0000.nii.gz"))
+            gt, gt_moved = label_array(frame.gt, CARDIAC_IGNORE - 1, image)
+            write_label(gt, image, os.path.join(out, DENSE_FOLDER, f"{frame.case}.nii.gz"), frame.gt)
+            if weak_labels is not None:
+                write_label(weak_labels(frame, image, gt), image,
+                            os.path.join(out, "labelsTr", f"{frame.case}.nii.gz"), frame.gt)
+            elif scribbles:
+                scribble, sc_moved = label_array(frame.scribble, CARDIAC_IGNORE, image)
+                write_label(scribble, image, os.path.join(out, "labelsTr", f"{frame.case}.nii.gz"), frame.scribble)
+                gt_moved = gt_moved or sc_moved
+            else:
+                shutil.copyfile(os.path.join(out, DENSE_FOLDER, f"{frame.case}.nii.gz"),
+                                os.path.join(out, "labelsTr", f"{frame.case}.nii.gz"))
+            geometry_fixed += int(gt_moved)
 
-    labels = dict(CARDIAC_LABELS)
-    weak = scribbles or weak_labels is not None
-    if weak:
-        labels["ignore"] = CARDIAC_IGNORE
-    if kind is None:
-        kind = "scribbles (Valvano et al. 2021)" if weak else "dense reference labels"
-    write_dataset_json(target, labels, len(frames), name=dataset_name,
-                       description=f"ACDC cine MRI, ED and ES frames of {len({f.patient for f in frames})} "
-                                   f"patients; labelsTr: {kind}; {DENSE_FOLDER}: dense labels for evaluation. "
-                                   f"Splits: WSL4MIS/PCLMix 5 folds (fold k validates patients 20k+1..20k+20).")
-    write_splits(target, splits, overwrite)
+        labels = dict(CARDIAC_LABELS)
+        weak = scribbles or weak_labels is not None
+        if weak:
+            labels["ignore"] = CARDIAC_IGNORE
+        if kind is None:
+            kind = "scribbles (Valvano et al. 2021)" if weak else "dense reference labels"
+        write_dataset_json(out, labels, len(frames), name=dataset_name,
+                           description=description or
+                           f"ACDC cine MRI, ED and ES frames of {len({f.patient for f in frames})} patients; labelsTr: "
+                           f"{kind}; {DENSE_FOLDER}: dense labels for evaluation. Splits: WSL4MIS/PCLMix 5 folds "
+                           f"(fold k validates patients 20k+1..20k+20).", **(dataset_json_extra or {}))
+        write_splits(out, splits, overwrite, dataset_name=dataset_name)
     if verbose:
         if geometry_fixed:
             print(f"{geometry_fixed} frame(s) had label geometry differing from the image; labels were written "

@@ -36,8 +36,8 @@ import SimpleITK as sitk
 
 from nnunet_weak.annotation.geodesic import DEFAULT_THRESHOLD, expand_points
 from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, Geometry, check_splits_writable, check_target_folder,
-                                             label_array, prepare_dataset_folder, read_image, write_dataset_json,
-                                             write_image, write_label, write_splits)
+                                             label_array, prepare_dataset_folder, read_image, staged_dataset,
+                                             write_dataset_json, write_image, write_label, write_splits)
 from nnunet_weak.annotation.points import (DEFAULT_MARGIN_MM, PointRecord, points_from_volume, simulate_points,
                                            voxel_to_world, write_points_json)
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
@@ -275,45 +275,47 @@ def convert_paseg_dataset(cases: Sequence[PasegCase], phases: Dict[str, str], sp
     splits = [{"train": train, "val": val}]
     check_target_folder(target, overwrite)
     check_splits_writable(target, splits, overwrite)
-    prepare_dataset_folder(target, overwrite, test_set=True)
-    os.makedirs(os.path.join(target, TEST_LABELS), exist_ok=True)
+    with staged_dataset(target, overwrite) as out:
+        prepare_dataset_folder(out, test_set=True)
+        os.makedirs(os.path.join(out, TEST_LABELS), exist_ok=True)
 
-    report = SeedQualityReport({0: "background", 1: "tumour"}, IGNORE_LABEL)
-    rng = np.random.default_rng(options.seed)
-    meta = {**options.metadata(), "crop_zyx": list(crop_size) if crop_size else None}
-    hint = (" (the official VS point files are on the 48x128x128 GT-centred crop: pass --crop-gt-centred)"
-            if crop_size is None else "")
-    for case_id in labelled + test:
-        case = by_id[case_id]
-        image = read_image(case.image)
-        gt_values, _ = label_array(case.gt, gt_max_value, image)
-        gt = (gt_values > 0).astype(np.uint8)
-        if crop_size is not None:
-            start = gt_centred_window(gt, crop_size, case.gt)
-            image, gt = crop_image(image, start, crop_size), crop_window(gt, start, crop_size)
-        is_test = phases[case_id] == INFERENCE
-        write_image(image, os.path.join(target, "imagesTs" if is_test else "imagesTr", f"{case_id}_0000.nii.gz"))
-        write_label(gt, image, os.path.join(target, TEST_LABELS if is_test else DENSE_FOLDER, f"{case_id}.nii.gz"),
-                    case.gt)
-        if is_test:
-            continue
-        points = None
-        if options.points_dir is not None:
-            points = read_point_volume(point_files[case_id], gt.shape, hint)
-        labels, points = expand_case(image, gt, points, options, rng, background_at_min_intensity, case.gt)
-        write_points_json(os.path.join(target, "points", f"{case_id}.json"), points, reference=image,
-                          metadata={**meta, "source": point_files[case_id] if options.points_dir else case.gt})
-        write_label(labels, image, os.path.join(target, "labelsTr", f"{case_id}.nii.gz"), case.gt)
-        report.add(case_id, labels, gt)
+        report = SeedQualityReport({0: "background", 1: "tumour"}, IGNORE_LABEL)
+        rng = np.random.default_rng(options.seed)
+        meta = {**options.metadata(), "crop_zyx": list(crop_size) if crop_size else None}
+        hint = (" (the official VS point files are on the 48x128x128 GT-centred crop: pass --crop-gt-centred)"
+                if crop_size is None else "")
+        for case_id in labelled + test:
+            case = by_id[case_id]
+            image = read_image(case.image)
+            gt_values, _ = label_array(case.gt, gt_max_value, image)
+            gt = (gt_values > 0).astype(np.uint8)
+            if crop_size is not None:
+                start = gt_centred_window(gt, crop_size, case.gt)
+                image, gt = crop_image(image, start, crop_size), crop_window(gt, start, crop_size)
+            is_test = phases[case_id] == INFERENCE
+            write_image(image, os.path.join(out, "imagesTs" if is_test else "imagesTr", f"{case_id}_0000.nii.gz"))
+            write_label(gt, image, os.path.join(out, TEST_LABELS if is_test else DENSE_FOLDER, f"{case_id}.nii.gz"),
+                        case.gt)
+            if is_test:
+                continue
+            points = None
+            if options.points_dir is not None:
+                points = read_point_volume(point_files[case_id], gt.shape, hint)
+            labels, points = expand_case(image, gt, points, options, rng, background_at_min_intensity, case.gt)
+            write_points_json(os.path.join(out, "points", f"{case_id}.json"), points, reference=image,
+                              metadata={**meta, "source": point_files[case_id] if options.points_dir else case.gt})
+            write_label(labels, image, os.path.join(out, "labelsTr", f"{case_id}.nii.gz"), case.gt)
+            report.add(case_id, labels, gt)
 
-    write_dataset_json(target, PASEG_LABELS, len(labelled), name=dataset_name, channel_names={"0": channel_name},
-                       description=f"{description} labelsTr: PA-Seg points (1 foreground + 6 background per target, "
-                                   f"{meta['points']}) expanded by a geodesic distance (GeodisTK raster scan, lambda "
-                                   f"0.5, 4 iterations, threshold {options.threshold}); {DENSE_FOLDER} / "
-                                   f"{TEST_LABELS}: dense tumour masks for evaluation. Split: {split_source}.",
-                       numTest=len(test))
-    write_splits(target, splits, overwrite)
-    report.write(os.path.join(target, "seed_quality.csv"), os.path.join(target, "seed_quality.json"), meta)
+        write_dataset_json(out, PASEG_LABELS, len(labelled), name=dataset_name, channel_names={"0": channel_name},
+                           description=f"{description} labelsTr: PA-Seg points (1 foreground + 6 background per "
+                                       f"target, {meta['points']}) expanded by a geodesic distance (GeodisTK raster "
+                                       f"scan, lambda 0.5, 4 iterations, threshold {options.threshold}); "
+                                       f"{DENSE_FOLDER} / {TEST_LABELS}: dense tumour masks for evaluation. Split: "
+                                       f"{split_source}.",
+                           numTest=len(test))
+        write_splits(out, splits, overwrite, dataset_name=dataset_name)
+        report.write(os.path.join(out, "seed_quality.csv"), os.path.join(out, "seed_quality.json"), meta)
     if verbose:
         print(f"wrote {len(train)} training + {len(val)} validation cases to imagesTr and {len(test)} test cases "
               f"to imagesTs of {target}")

@@ -17,17 +17,14 @@ labels 0-3 with ignore = 4, ``labelsTr_dense`` with every frame's dense labels f
 it; predicting a fold's whole block and scoring against it gives a 20-patient test). ``dataset.json`` lists the
 labelled patients.
 """
-import contextlib
-import json
 import os
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from nnunet_weak.annotation.nnunet_io import (ACDC_NUM_FOLDS, ACDC_PATIENTS_PER_FOLD, CARDIAC_IGNORE,
                                              acdc_fold_patients, acdc_patient, check_splits_writable,
-                                             check_target_folder, conversion_parser, convert_acdc, find_acdc_frames,
-                                             write_splits)
+                                             check_target_folder, conversion_parser, convert_acdc, find_acdc_frames)
 from nnunet_weak.utilities.errors import NNWError
 
 DEFAULT_SEED = 0
@@ -61,27 +58,13 @@ def acdc_semi_splits(cases: Iterable[str], labelled_patients: Iterable[int]) -> 
     return splits
 
 
-@contextlib.contextmanager
-def _raw_splits_only():
-    """Hide ``nnUNet_preprocessed`` so that the generic ACDC conversion writes (and checks) only the raw folder's
-    splits; the semi-supervised splits are checked and written afterwards."""
-    saved = os.environ.pop("nnUNet_preprocessed", None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ["nnUNet_preprocessed"] = saved
-
-
 def convert_acdc_with_splits(source: str, nnunet_raw: str, dataset_name: str, splits, scribbles: bool,
-                             overwrite: bool, verbose: bool, weak_labels, kind: str) -> str:
-    """``convert_acdc`` with this dataset's own ``splits`` instead of the 5-fold ones (checked by the caller
-    before anything is written); returns the dataset folder."""
-    with _raw_splits_only():
-        folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=scribbles, overwrite=overwrite,
-                              verbose=verbose, weak_labels=weak_labels, kind=kind)
-    write_splits(folder, splits, overwrite=True)
-    return folder
+                             overwrite: bool, verbose: bool, weak_labels, kind: str, description: Optional[str] = None,
+                             dataset_json_extra: Optional[dict] = None) -> str:
+    """``convert_acdc`` with this dataset's own ``splits`` instead of the 5-fold ones; returns the dataset folder."""
+    return convert_acdc(source, nnunet_raw, dataset_name, scribbles=scribbles, overwrite=overwrite, verbose=verbose,
+                        weak_labels=weak_labels, kind=kind, splits=splits, description=description,
+                        dataset_json_extra=dataset_json_extra)
 
 
 def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction: float, seed: int = DEFAULT_SEED,
@@ -102,19 +85,14 @@ def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction:
 
     kind = (f"dense labels for {len(labelled)} of {len(patients)} patients ({fraction:.0%} of each fold block, "
             f"seed {seed}), all-ignore (unlabelled) for the others")
-    folder = convert_acdc_with_splits(source, nnunet_raw, dataset_name, splits, False, overwrite, verbose, labels,
-                                      kind)
-
-    path = os.path.join(folder, "dataset.json")
-    with open(path) as f:
-        content = json.load(f)
-    content["description"] = (
+    description = (
         f"ACDC cine MRI, ED and ES frames of {len(patients)} patients; labelsTr: {kind}; labelsTr_dense: dense "
         f"labels of every frame for evaluation. Splits: WSL4MIS/PCLMix blocks, fold k trains on the patients outside "
         f"20k+1..20k+20 and validates on that block's labelled patients only.")
-    content.update({"labelled_fraction": fraction, "labelled_seed": seed, "labelled_patients": labelled})
-    with open(path, "w") as f:
-        json.dump(content, f, indent=4)
+    folder = convert_acdc_with_splits(source, nnunet_raw, dataset_name, splits, False, overwrite, verbose, labels,
+                                      kind, description=description,
+                                      dataset_json_extra={"labelled_fraction": fraction, "labelled_seed": seed,
+                                                          "labelled_patients": labelled})
     if verbose:
         print(f"labelled patients ({len(labelled)}): {labelled}")
     return folder

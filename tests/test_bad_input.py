@@ -1,0 +1,143 @@
+"""Bad input as a new user gives it: nothing a user owns is lost, nothing wrong passes silently. Each test
+reproduces one defect found by trying broken copies of the data and fails on the code before its fix."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import conversion_script
+from nnunet_weak.annotation.nnunet_io import OUTPUTS_MANIFEST
+from nnunet_weak.utilities.errors import NNWError
+from test_conversion import _write, write_acdc, write_mscmr
+
+pytestmark = pytest.mark.usefixtures("no_preprocessed")
+
+
+@pytest.fixture
+def acdc(tmp_path):
+    return write_acdc(tmp_path / "ACDC", (1, 21, 41))
+
+
+def _snapshot(folder):
+    """{relative path: bytes} of every file under ``folder``."""
+    out = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- data loss
+def test_overwrite_keeps_files_the_conversion_never_wrote(acdc, tmp_path):
+    """Defect 1: --overwrite removed imagesTs/ and labelsTs/ although 801 never writes them."""
+    module = conversion_script("Dataset801_ACDCScribble")
+    out = module.convert(str(acdc), str(tmp_path / "raw"), verbose=False)
+    os.makedirs(os.path.join(out, "imagesTs"))
+    mine = os.path.join(out, "imagesTs", "x_0000.nii.gz")
+    _write(np.zeros((3, 16, 16), np.float32), mine)
+    notes = os.path.join(out, "labelsTr", "my_notes.txt")
+    open(notes, "w").write("mine")
+    module.convert(str(acdc), str(tmp_path / "raw"), overwrite=True, verbose=False)
+    assert os.path.isfile(mine) and open(notes).read() == "mine"
+    written = json.load(open(os.path.join(out, OUTPUTS_MANIFEST)))["files"]
+    assert "dataset.json" in written and "imagesTs/x_0000.nii.gz" not in written and len(written) == 2 + 3 * 6
+
+
+def test_overwrite_removes_what_an_earlier_conversion_wrote_and_this_one_does_not(tmp_path):
+    source, test = write_mscmr(tmp_path, with_test=True)
+    module = conversion_script("Dataset803_MSCMRScribble")
+    out = module.convert(str(source), str(tmp_path / "raw"), test=str(test), verbose=False)
+    _write(np.zeros((3, 16, 16), np.int16), os.path.join(out, "imagesTs", "user_0000.nii.gz"))
+    module.convert(str(source), str(tmp_path / "raw"), overwrite=True, verbose=False)   # no --test this time
+    assert os.listdir(os.path.join(out, "imagesTs")) == ["user_0000.nii.gz"]
+    assert not os.path.exists(os.path.join(out, "labelsTs"))   # emptied of our files, so removed
+
+
+def test_bad_case_found_half_way_leaves_the_earlier_dataset_untouched(acdc, tmp_path):
+    """Defect 2: --overwrite deleted first and validated later (20 images, 19 labels, no dataset.json)."""
+    module = conversion_script("Dataset801_ACDCScribble")
+    raw = tmp_path / "raw"
+    out = module.convert(str(acdc), str(raw), verbose=False)
+    before = _snapshot(out)
+    # the last frame of the last patient is broken: everything before it would have been written already
+    _write(np.zeros((2, 16, 16), np.uint8), acdc / "training" / "patient041" / "patient041_frame12_gt.nii.gz")
+    with pytest.raises(NNWError, match="patient041_frame12_gt.nii.gz"):
+        module.convert(str(acdc), str(raw), overwrite=True, verbose=False)
+    assert _snapshot(out) == before
+    assert os.listdir(raw) == ["Dataset801_ACDCScribble"]   # no half-written staging folder left behind
+
+
+def test_preprocessed_splits_written_by_a_conversion_are_replaced_with_overwrite(tmp_path, monkeypatch):
+    from nnunet_weak.annotation.semi_acdc import acdc_labelled_patients, convert_acdc_semi
+    source = write_acdc(tmp_path / "ACDC", (1, 2, 3, 21))
+    other_seed = next(s for s in range(1, 20)
+                      if acdc_labelled_patients((1, 2, 3, 21), 0.5, s) != acdc_labelled_patients((1, 2, 3, 21), 0.5, 0))
+    pre = tmp_path / "pre"
+    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    name, raw = "Dataset805_ACDCSemi10", str(tmp_path / "raw")
+    convert_acdc_semi(str(source), raw, name, 0.5, seed=0, verbose=False)
+    splits = pre / name / "splits_final.json"
+    first = json.loads(splits.read_text())
+    with pytest.raises(NNWError, match="--overwrite"):
+        convert_acdc_semi(str(source), raw, name, 0.5, seed=other_seed, verbose=False)
+    convert_acdc_semi(str(source), raw, name, 0.5, seed=other_seed, overwrite=True, verbose=False)
+    assert json.loads(splits.read_text()) != first
+    assert json.loads(splits.read_text()) == json.loads((tmp_path / "raw" / name / "splits_final.json").read_text())
+
+
+def test_simulate_scribbles_refuses_a_target_that_links_to_the_source(acdc, tmp_path):
+    """Defect 3: normpath let a symlink to the source pass, and --overwrite deleted the source's files."""
+    dense = conversion_script("Dataset802_ACDCDense").convert(str(acdc), str(tmp_path / "raw"), verbose=False)
+    before = _snapshot(dense)
+    link = tmp_path / "raw" / "Dataset809_Link"
+    os.symlink(dense, link)
+    sim = conversion_script("simulate_scribbles")
+    with pytest.raises(NNWError, match="is the source dataset"):
+        sim.simulate_dataset(dense, str(link), overwrite=True, verbose=False)
+    assert _snapshot(dense) == before
+
+
+def test_simulate_scribbles_warns_about_images_without_labels(acdc, tmp_path, capsys):
+    """Defect 9: an image without a label file was skipped without a word."""
+    dense = conversion_script("Dataset802_ACDCDense").convert(str(acdc), str(tmp_path / "raw"), verbose=False)
+    _write(np.zeros((3, 16, 16), np.float32), os.path.join(dense, "imagesTr", "extra_case_0000.nii.gz"))
+    conversion_script("simulate_scribbles").simulate_dataset(dense, str(tmp_path / "raw" / "Dataset808_Sim"),
+                                                             verbose=False)
+    err = capsys.readouterr().err
+    assert "1 image(s)" in err and "extra_case" in err and "no label file" in err
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def test_checkpoint_written_once_atomically_with_extra_state(use_env, monkeypatch, tmp_path):
+    """Defect 4: the checkpoint was written, read back and written again; a kill in between left a file --c
+    refused or could not read. Now a failed write leaves the previous checkpoint as it was."""
+    import io
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    from nnunet_weak.training.weak_base import EXTRA_STATE_KEY
+
+    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerPCE", device=torch.device("cpu"))
+    trainer.initialize()
+    trainer.register_extra_state("probe", torch.nn.Linear(2, 2))
+    path = str(tmp_path / "checkpoint_latest.pth")
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    assert set(saved[EXTRA_STATE_KEY]) == {"probe"} and "network_weights" in saved
+    before = open(path, "rb").read()
+
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        if isinstance(f, io.BytesIO):
+            return real_save(obj, f, *args, **kwargs)
+        handle = open(f, "wb") if isinstance(f, str) else f
+        handle.write(b"partial")
+        raise KeyboardInterrupt("killed while saving")
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(path)
+    assert open(path, "rb").read() == before
+    assert os.listdir(tmp_path) == ["checkpoint_latest.pth"]
