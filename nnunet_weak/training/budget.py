@@ -14,6 +14,7 @@ Nothing else differs: on a dataset with an ``ignore`` label it is the "nnU-Net+p
 with deep supervision). Every nnunet_weak trainer derives from it, so the same variables shorten all of them.
 """
 import functools
+import io
 import json
 import os
 import time
@@ -99,6 +100,35 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         return "bf16 autocast (CPU)" if self.cpu_bf16 else "fp32"
 
     train_step = timed_step(nnUNetTrainer.train_step)
+
+    def checkpoint_extras(self) -> dict:
+        """Entries added to nnU-Net's checkpoint dict (trainers with extra training state override this)."""
+        return {}
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint plus ``checkpoint_extras``, written once and atomically (a temporary file beside
+        it, then renamed): a run killed while saving leaves the previous checkpoint, never a partial one that
+        ``--c`` cannot read."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            super().save_checkpoint(filename)
+            return
+        buffer = io.BytesIO()
+        super().save_checkpoint(buffer)   # nnU-Net builds its dict; torch.save writes it to memory
+        extras = self.checkpoint_extras()
+        partial = f"{filename}.partial"
+        try:
+            with open(partial, "wb") as f:
+                if extras:
+                    checkpoint = torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu", weights_only=False)
+                    torch.save({**checkpoint, **extras}, f)
+                else:
+                    f.write(buffer.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, filename)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         if env_flag("NNW_SKIP_FINAL_VALIDATION"):

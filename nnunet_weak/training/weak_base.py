@@ -245,15 +245,10 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
             raise TypeError(f"extra state {name!r} needs state_dict() and load_state_dict()")
         self._extra_state[name] = obj
 
-    def save_checkpoint(self, filename: str) -> None:
-        super().save_checkpoint(filename)
-        if not self._extra_state or self.local_rank != 0 or self.disable_checkpointing:
-            return
-        # nnU-Net writes its dict in one private step; adding our keys afterwards keeps us independent of its
-        # exact layout at the price of one extra read of the file.
-        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
-        checkpoint[EXTRA_STATE_KEY] = {name: obj.state_dict() for name, obj in self._extra_state.items()}
-        torch.save(checkpoint, filename)
+    def checkpoint_extras(self) -> dict:
+        if not self._extra_state:
+            return {}
+        return {EXTRA_STATE_KEY: {name: obj.state_dict() for name, obj in self._extra_state.items()}}
 
     def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
         if not isinstance(filename_or_checkpoint, str):
