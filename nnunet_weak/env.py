@@ -6,6 +6,7 @@ A regular ``pip install`` needs nothing (nnunet_weak.pth does it). Editable inst
 """
 import argparse
 import os
+import shlex
 import site
 import sys
 
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
         return 0
     env = dict(os.environ)
     value = register_trainer_folder(env)
-    print(f"export nnUNet_extTrainer='{value}'")
+    print(f"export nnUNet_extTrainer={shlex.quote(value)}")  # a path with quotes or spaces stays one word
     if not os.path.isdir(EXT_FOLDER):  # pragma: no cover - broken install
         print(f"warning: {EXT_FOLDER} does not exist", file=sys.stderr)
     return 0

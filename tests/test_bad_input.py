@@ -141,3 +141,155 @@ def test_checkpoint_written_once_atomically_with_extra_state(use_env, monkeypatc
         trainer.save_checkpoint(path)
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["checkpoint_latest.pth"]
+
+
+# ------------------------------------------------------------------------------------------------- evaluator
+@pytest.fixture
+def dense_pair(tmp_path):
+    """(pred folder, ref folder, dataset.json) of two cases whose prediction equals the dense reference."""
+    import SimpleITK as sitk
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    pred.mkdir()
+    ref.mkdir()
+    for k in range(2):
+        seg = np.zeros((4, 12, 12), np.uint8)
+        seg[1:3, 2:8, 2:8] = 1
+        seg[1:3, 4:6, 4:6] = 2
+        for folder in (pred, ref):
+            image = sitk.GetImageFromArray(seg)
+            image.SetSpacing((1.0, 1.0, 5.0))
+            sitk.WriteImage(image, str(folder / f"case_{k}.nii.gz"))
+    dj = tmp_path / "dataset.json"
+    dj.write_text(json.dumps({"labels": {"background": 0, "a": 1, "b": 2, "ignore": 3}, "file_ending": ".nii.gz"}))
+    return str(pred), str(ref), str(dj)
+
+
+def test_evaluator_refuses_weak_labels_as_reference(dense_pair):
+    """Defect 5: a perfect prediction scored Dice 0.26 against scribbles, without a word."""
+    import SimpleITK as sitk
+    from nnunet_weak.evaluation.evaluate_dense import main
+    pred, ref, dj = dense_pair
+    path = os.path.join(ref, "case_1.nii.gz")
+    scribbled = sitk.GetArrayFromImage(sitk.ReadImage(path))
+    scribbled[:, 6:, :] = 3          # not annotated
+    image = sitk.GetImageFromArray(scribbled)
+    image.SetSpacing((1.0, 1.0, 5.0))
+    sitk.WriteImage(image, path)
+    with pytest.raises(NNWError, match=r"case_1.nii.gz holds the ignore label 3.*labelsTr_dense"):
+        main(["-pred", pred, "-ref", ref, "-djfile", dj])
+
+
+def test_evaluator_refuses_missing_predictions_unless_allowed(dense_pair, capsys):
+    """Defect 6: a missing prediction was dropped from the mean silently (7 of 8 cases scored)."""
+    from nnunet_weak.evaluation.evaluate_dense import main
+    pred, ref, dj = dense_pair
+    os.remove(os.path.join(pred, "case_1.nii.gz"))
+    with pytest.raises(NNWError, match="no prediction for 1 of 2 reference.*--allow-missing"):
+        main(["-pred", pred, "-ref", ref, "-djfile", dj])
+    assert main(["-pred", pred, "-ref", ref, "-djfile", dj, "--allow-missing"]) == 0
+    assert "1 reference(s)" in capsys.readouterr().out
+
+
+def test_evaluator_compares_geometry_not_only_shape(dense_pair):
+    """Defect 10: a prediction shifted by 30 mm scored the same."""
+    import SimpleITK as sitk
+    from nnunet_weak.evaluation.evaluate_dense import main
+    pred, ref, dj = dense_pair
+    path = os.path.join(pred, "case_0.nii.gz")
+    image = sitk.ReadImage(path)
+    image.SetOrigin((30.0, 0.0, 0.0))
+    sitk.WriteImage(image, path)
+    with pytest.raises(NNWError, match="case_0.nii.gz lies elsewhere than its reference"):
+        main(["-pred", pred, "-ref", ref, "-djfile", dj])
+
+
+def test_evaluator_output_under_a_file_fails_before_evaluating(dense_pair, tmp_path, monkeypatch):
+    """Defect 11: `-o` below a file crashed with a traceback after the evaluation had run."""
+    from nnunet_weak.evaluation import evaluate_dense
+    pred, ref, dj = dense_pair
+    blocker = tmp_path / "results"
+    blocker.write_text("a file")
+    monkeypatch.setattr(evaluate_dense, "_evaluate_case", lambda *a: pytest.fail("evaluated before checking -o"))
+    with pytest.raises(NNWError, match="is a file, not a folder"):
+        evaluate_dense.main(["-pred", pred, "-ref", ref, "-djfile", dj, "-o", str(blocker / "eval")])
+
+
+# ------------------------------------------------------------------------------------------------- training
+def test_training_fold_without_annotated_case_is_named(use_env):
+    """Defect 8: a fold whose training cases are all unlabelled trained to exit 0 with loss 0."""
+    import torch
+    from conftest import TINY_NAME, UNLABELLED
+    from nnunetv2.run.run_training import get_trainer_from_args
+    env, _ = use_env
+    path = os.path.join(env["nnUNet_preprocessed"], TINY_NAME, "splits_final.json")
+    original = open(path).read()
+    splits = json.loads(original)
+    try:
+        with open(path, "w") as f:
+            json.dump(splits + [{"train": UNLABELLED, "val": ["tiny_000"]}], f)
+        for name in ("nnUNetTrainerPCE", "nnUNetTrainerLabelledOnly"):
+            trainer = get_trainer_from_args("981", "2d", 1, name, device=torch.device("cpu"))
+            with pytest.raises(NNWError, match="no annotated training case in fold 1"):
+                trainer.do_split()
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+
+
+def test_dense_conversions_do_not_need_scribble_files(tmp_path):
+    """Defect 13: 802/805/806 demanded _scribble files, which the official ACDC release does not have."""
+    source = write_acdc(tmp_path / "ACDC", (1, 21, 41))
+    for path in source.glob("training/*/*_scribble.nii.gz"):
+        path.unlink()
+    for name in ("Dataset802_ACDCDense", "Dataset805_ACDCSemi10"):
+        out = conversion_script(name).convert(str(source), str(tmp_path / "raw"), verbose=False)
+        assert len(os.listdir(os.path.join(out, "labelsTr"))) == 6
+    with pytest.raises(NNWError, match="_scribble.nii.gz is missing"):
+        conversion_script("Dataset801_ACDCScribble").convert(str(source), str(tmp_path / "raw"), verbose=False)
+
+
+def test_timing_written_every_epoch_so_a_killed_run_keeps_it(use_env):
+    """Defect 14: the timing file was written at the end of training only, so after a kill and --c it held the
+    resumed epochs alone."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    from nnunet_weak.training.budget import TIMING_FILE
+    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
+    trainer.initialize()
+    os.makedirs(trainer.output_folder, exist_ok=True)
+    path = os.path.join(trainer.output_folder, TIMING_FILE)
+    if os.path.exists(path):
+        os.remove(path)
+    trainer.on_train_epoch_start()
+    trainer.on_train_epoch_end([{"loss": np.array(1.0)}])
+    record = json.load(open(path))
+    assert len(record["epochs"]) == 1 and len(record["loader_wait"]) == 1 and record["precision"]
+
+
+def test_environment_line_quotes_paths(monkeypatch, capsys):
+    """Defect 14: nnunet_weak_env printed a path with a quote unescaped (the shell's eval broke)."""
+    import shlex
+    from nnunet_weak import env as env_command
+    monkeypatch.setenv("NNW_NO_AUTOEXT", "0")
+    monkeypatch.setenv("nnUNet_extTrainer", "/data/it's here")
+    env_command.main([])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("export nnUNet_extTrainer=")
+    assert "/data/it's here" in shlex.split(line[len("export "):])[0]
+
+
+def test_evaluator_output_folder_gets_named_files(dense_pair, tmp_path):
+    """Defect 14: `-o dir/` wrote hidden dir/.json and dir/.md."""
+    from nnunet_weak.evaluation.evaluate_dense import main
+    pred, ref, dj = dense_pair
+    folder = tmp_path / "results"
+    main(["-pred", pred, "-ref", ref, "-djfile", dj, "-o", str(folder) + os.sep])
+    assert sorted(os.listdir(folder)) == ["dense_eval.json", "dense_eval.md"]
+
+
+def test_second_folder_with_the_same_dataset_id_is_refused(acdc, tmp_path):
+    """Defect 14: a second Dataset801_* was written beside an existing one (nnU-Net fails later)."""
+    raw = tmp_path / "raw"
+    (raw / "Dataset801_Mine").mkdir(parents=True)
+    with pytest.raises(NNWError, match="Dataset801_Mine already uses dataset id 801"):
+        conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)

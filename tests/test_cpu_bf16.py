@@ -1,9 +1,6 @@
 """The CPU fast path (bf16 autocast): capability check, the switch, where it is taken and where not, precision of
 the bf16 forward, float32 losses, the hooks that give nnUNetv2_predict the same path, and the CUDA path left as
 nnU-Net has it."""
-import json
-import os
-
 import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
@@ -57,6 +54,21 @@ def test_switch_auto_off_on(native, monkeypatch):
         cpu_bf16.cpu_bf16_enabled()
 
 
+def test_three_d_networks_stay_float32(native, monkeypatch):
+    """oneDNN's bf16 Conv3d backward aborts the process on nnU-Net-sized 3D shapes (torch 2.13): 3D is never
+    switched to bf16, not even with NNW_CPU_BF16=1."""
+    native("AMX-BF16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    net3d = PlainConvUNet(1, 2, [8, 16], torch.nn.Conv3d, 3, [1, 2], 1, 3, [1], False, torch.nn.InstanceNorm3d,
+                          {"eps": 1e-5, "affine": True}, None, None, torch.nn.LeakyReLU, {"inplace": True})
+    for setting in ("auto", "1"):
+        monkeypatch.setenv(cpu_bf16.VARIABLE, setting)
+        assert not cpu_bf16.cpu_bf16_enabled(3) and cpu_bf16.cpu_bf16_enabled(2)
+        assert not cpu_bf16.has_inference_hooks(cpu_bf16.install_inference_hooks(net3d))
+    assert "Conv3d backward" in cpu_bf16.describe(3)
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_autocast_context_per_device():
     cpu = cpu_bf16.autocast(torch.device("cpu"), True)
     assert isinstance(cpu, torch.autocast) and cpu.device == "cpu" and cpu.fast_dtype == torch.bfloat16

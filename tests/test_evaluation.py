@@ -177,10 +177,11 @@ def test_evaluate_folder_unmatched_and_mismatched_files(folders):
 
     _write(np.zeros((6, 8, 8), np.uint8), os.path.join(ref_dir, "case_b.nii.gz"))
     _write(np.zeros((6, 8, 8), np.uint8), os.path.join(ref_dir, "case_c.nii.gz"))
-    with pytest.raises(NNWError, match="no prediction.*case_c.nii.gz"):
-        evaluate_folder(pred_dir, ref_dir, CLASSES, require_all_references=True)
-    # by default an extra reference is fine (nnU-Net's rule): only the predicted cases are evaluated
-    assert evaluate_folder(pred_dir, ref_dir, CLASSES)["n_cases"] == 2
+    # a reference without prediction would silently leave the mean: refused unless allowed, then listed
+    with pytest.raises(NNWError, match="no prediction for 1 of 3 reference.*case_c.nii.gz.*--allow-missing"):
+        evaluate_folder(pred_dir, ref_dir, CLASSES)
+    allowed = evaluate_folder(pred_dir, ref_dir, CLASSES, allow_missing=True)
+    assert allowed["n_cases"] == 2 and allowed["missing_predictions"] == ["case_c"]
 
     os.remove(os.path.join(ref_dir, "case_c.nii.gz"))
     _write(np.zeros((5, 8, 8), np.uint8), os.path.join(ref_dir, "case_b.nii.gz"))

@@ -159,6 +159,13 @@ def check_target_folder(folder: str, overwrite: bool) -> None:
         raise NNWError(f"{parent} is not a folder; point the conversion at an nnUNet_raw folder.")
     if _is_nonempty_dir(folder) and not overwrite:
         raise NNWError(f"dataset folder {folder} already exists; pass {OVERWRITE_FLAG} to replace its contents.")
+    match = re.match(r"^(Dataset\d{3})_", os.path.basename(os.path.abspath(folder)))
+    if match and os.path.isdir(parent):
+        twins = sorted(n for n in os.listdir(parent) if n.startswith(match.group(1) + "_")
+                       and n != os.path.basename(os.path.abspath(folder)) and not n.startswith("."))
+        if twins:
+            raise NNWError(f"{os.path.join(parent, twins[0])} already uses dataset id {match.group(1)[7:]}; nnU-Net "
+                           f"needs one folder per id. Remove or rename it, or convert under another id.")
 
 
 def _files_under(folder: str) -> List[str]:
@@ -317,7 +324,7 @@ class AcdcFrame:
     patient: int
     image: str
     gt: str
-    scribble: str
+    scribble: Optional[str]   # None when the release has no scribbles and the conversion needs none
 
 
 def acdc_patient(case: str) -> int:
@@ -351,9 +358,10 @@ def acdc_five_fold_splits(cases: Iterable[str]) -> List[dict]:
     return splits
 
 
-def find_acdc_frames(source: str) -> List[AcdcFrame]:
+def find_acdc_frames(source: str, scribbles: bool = True) -> List[AcdcFrame]:
     """List the frames of an ACDC release laid out as ``SOURCE/training/patientNNN/patientNNN_frameFF*.nii.gz``
-    (``SOURCE`` may also be the ``training`` folder itself). Every frame needs ``_gt`` and ``_scribble`` files."""
+    (``SOURCE`` may also be the ``training`` folder itself). Every frame needs a ``_gt`` file and, when
+    ``scribbles``, a ``_scribble`` file (the official ACDC release has none: dense conversions do not ask)."""
     if not os.path.isdir(source):
         raise NNWError(f"ACDC source folder {source} does not exist; pass the folder that contains training/.")
     training = os.path.join(source, "training")
@@ -373,12 +381,14 @@ def find_acdc_frames(source: str) -> List[AcdcFrame]:
         if not cases:
             raise NNWError(f"{folder} holds no {patient_dir}_frameFF.nii.gz image; fix or remove the folder.")
         for case in cases:
-            paths = {kind: os.path.join(folder, f"{case}{suffix}.nii.gz")
-                     for kind, suffix in (("image", ""), ("gt", "_gt"), ("scribble", "_scribble"))}
+            kinds = (("image", ""), ("gt", "_gt")) + ((("scribble", "_scribble"),) if scribbles else ())
+            paths = {kind: os.path.join(folder, f"{case}{suffix}.nii.gz") for kind, suffix in kinds}
             for path in paths.values():
                 if not os.path.isfile(path):
-                    raise NNWError(f"{path} is missing; every ACDC frame needs its image, _gt and _scribble "
-                                   f"files (restore it or remove the frame).")
+                    needed = "image, _gt and _scribble files" if scribbles else "image and _gt files"
+                    raise NNWError(f"{path} is missing; every ACDC frame needs its {needed} (restore it or "
+                                   f"remove the frame).")
+            paths.setdefault("scribble", None)
             frames.append(AcdcFrame(case=case, patient=int(pm.group(1)), **paths))
     if not frames:
         raise NNWError(f"{training} holds no patientNNN folders; pass the ACDC folder that contains training/.")
@@ -396,7 +406,7 @@ def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: boo
     points; ``kind`` describes it in dataset.json). All keep the dense gt in labelsTr_dense and write the 5-fold
     WSL4MIS/PCLMix splits unless ``splits`` are given; ``description`` and ``dataset_json_extra`` replace and extend
     dataset.json's defaults. Returns the dataset folder."""
-    frames = find_acdc_frames(source)
+    frames = find_acdc_frames(source, scribbles=scribbles)
     target = os.path.join(nnunet_raw, dataset_name)
     splits = acdc_five_fold_splits(f.case for f in frames) if splits is None else splits
     check_target_folder(target, overwrite)

@@ -71,7 +71,7 @@ def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction:
                       overwrite: bool = False, verbose: bool = True) -> str:
     """Write ``nnunet_raw/dataset_name`` with dense labels for the labelled patients and all-ignore maps for the
     others, plus the semi-supervised splits; returns the dataset folder."""
-    frames = find_acdc_frames(source)
+    frames = find_acdc_frames(source, scribbles=False)
     patients = sorted({f.patient for f in frames})
     labelled = acdc_labelled_patients(patients, fraction, seed)
     labelled_set = set(labelled)

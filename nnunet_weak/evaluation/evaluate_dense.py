@@ -13,7 +13,6 @@ import json
 import math
 import multiprocessing
 import os
-import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -30,6 +29,8 @@ CONVENTIONS = ("Empty masks: both empty -> Dice 1, HD95 = ASSD = 0; exactly one 
 # Relative tolerance for prediction vs reference spacing: exported predictions copy the spacing of their
 # input, but a round trip through float32 headers may change the last digits.
 SPACING_RTOL = 1e-4
+ORIGIN_TOLERANCE = 1e-3  # of the largest voxel spacing: float32 header round trips, not a real shift
+DIRECTION_ATOL = 1e-4
 
 
 def _case_files(folder: str, file_ending: str) -> List[str]:
@@ -37,9 +38,10 @@ def _case_files(folder: str, file_ending: str) -> List[str]:
                   if f.endswith(file_ending) and os.path.isfile(os.path.join(folder, f)))
 
 
-def _match_cases(pred_folder: str, ref_folder: str, file_ending: str, require_all: bool = False) -> List[str]:
-    """Prediction file names, each checked to have a reference. Extra references (e.g. a full labelsTr_dense
-    next to one fold's predictions) are allowed, as in nnU-Net, unless ``require_all``."""
+def _match_cases(pred_folder: str, ref_folder: str, file_ending: str, require_all: bool = True) -> List[str]:
+    """Prediction file names, each checked to have a reference. A reference without a prediction is refused
+    unless not ``require_all`` (e.g. a full labelsTr_dense next to one fold's predictions): a missing prediction
+    must not silently leave the mean."""
     for folder, role in ((pred_folder, "prediction"), (ref_folder, "reference")):
         if not os.path.isdir(folder):
             raise NNWError(f"{role} folder {folder} does not exist. Check the path given to "
@@ -56,14 +58,19 @@ def _match_cases(pred_folder: str, ref_folder: str, file_ending: str, require_al
                        f"with the dense labels of these cases, or remove the extra predictions.")
     missing_preds = sorted(ref_files.difference(pred_files))
     if missing_preds and require_all:
-        raise NNWError(f"no prediction for {len(missing_preds)} reference(s): "
-                       f"{', '.join(os.path.join(pred_folder, f) for f in missing_preds)}. Predict these cases, "
-                       f"or point -ref at a folder holding only the references of the predicted cases.")
+        shown = ", ".join(os.path.join(pred_folder, f) for f in missing_preds[:5])
+        more = f" and {len(missing_preds) - 5} more" if len(missing_preds) > 5 else ""
+        raise NNWError(f"no prediction for {len(missing_preds)} of {len(ref_files)} reference(s): {shown}{more}. "
+                       f"Predict these cases, or pass --allow-missing to score only the {len(pred_files)} predicted "
+                       f"case(s).")
     return pred_files
 
 
-def _read_case(pred_file: str, ref_file: str):
-    """Return ``(pred, ref, spacing)``: label arrays in numpy axis order and the reference spacing in that order."""
+def _read_case(pred_file: str, ref_file: str, ignore_label: Optional[int] = None):
+    """Return ``(pred, ref, spacing)``: label arrays in numpy axis order and the reference spacing in that order.
+
+    The prediction must lie on the reference's grid (shape, spacing, origin, direction); a reference holding the
+    ``ignore_label`` is a weak label map, not a dense reference."""
     pred_image = sitk.ReadImage(pred_file)
     ref_image = sitk.ReadImage(ref_file)
     pred = sitk.GetArrayFromImage(pred_image)
@@ -77,11 +84,24 @@ def _read_case(pred_file: str, ref_file: str):
     if not np.allclose(pred_spacing, spacing, rtol=SPACING_RTOL, atol=0):
         raise NNWError(f"{pred_file} has spacing {pred_spacing} but its reference {ref_file} has {spacing} "
                        f"(mm, numpy axis order). Predictions must be exported on the reference grid.")
+    origin_tolerance = ORIGIN_TOLERANCE * max(spacing)
+    if not np.allclose(pred_image.GetOrigin(), ref_image.GetOrigin(), rtol=0, atol=origin_tolerance) or \
+            not np.allclose(pred_image.GetDirection(), ref_image.GetDirection(), rtol=0, atol=DIRECTION_ATOL):
+        raise NNWError(f"{pred_file} lies elsewhere than its reference {ref_file}: origin "
+                       f"{tuple(round(v, 3) for v in pred_image.GetOrigin())} vs "
+                       f"{tuple(round(v, 3) for v in ref_image.GetOrigin())} mm, direction "
+                       f"{tuple(round(v, 3) for v in pred_image.GetDirection())} vs "
+                       f"{tuple(round(v, 3) for v in ref_image.GetDirection())}. Predict from the images that belong "
+                       f"to these references (nnU-Net copies their geometry into the prediction).")
+    if ignore_label is not None and np.any(ref == ignore_label):
+        raise NNWError(f"{ref_file} holds the ignore label {ignore_label}: it is a weak (scribble / point) label "
+                       f"map, not a dense reference. Point -ref at the dense labels (e.g. labelsTr_dense).")
     return pred, ref, spacing
 
 
-def _evaluate_case(pred_file: str, ref_file: str, classes: Dict[str, int]) -> Dict[str, dict]:
-    pred, ref, spacing = _read_case(pred_file, ref_file)
+def _evaluate_case(pred_file: str, ref_file: str, classes: Dict[str, int],
+                   ignore_label: Optional[int] = None) -> Dict[str, dict]:
+    pred, ref, spacing = _read_case(pred_file, ref_file, ignore_label)
     return case_metrics(pred, ref, classes, spacing)
 
 
@@ -107,6 +127,14 @@ def summarize(per_case: Dict[str, Dict[str, dict]], classes: Dict[str, int]) -> 
 
 
 def _check_outputs_free(paths: Sequence[Optional[str]], overwrite: bool) -> None:
+    """Before the (slow) evaluation: outputs must be writable, and existing ones are kept without ``overwrite``."""
+    for path in paths:
+        parent = os.path.dirname(os.path.abspath(path)) if path is not None else None
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if parent and not os.path.isdir(parent):
+            raise NNWError(f"cannot write {path}: {parent} is a file, not a folder. Choose another output prefix "
+                           f"with -o.")
     existing = [p for p in paths if p is not None and os.path.exists(p)]
     if existing and not overwrite:
         raise NNWError(f"{', '.join(existing)} already exist(s); not overwriting. Pass --overwrite "
@@ -157,7 +185,7 @@ def format_markdown(results: dict, classes: Dict[str, int]) -> str:
 
 def evaluate_folder(pred_folder: str, ref_folder: str, classes: Dict[str, int], file_ending: str = ".nii.gz",
                     output_json: Optional[str] = None, output_md: Optional[str] = None, num_processes: int = 1,
-                    overwrite: bool = False, require_all_references: bool = False) -> dict:
+                    overwrite: bool = False, allow_missing: bool = False, ignore_label: Optional[int] = None) -> dict:
     """Evaluate every prediction in ``pred_folder`` against the reference of the same name in ``ref_folder``.
 
     ``classes``: class name -> integer label value. Images are read with SimpleITK; the spacing (mm) of the
@@ -167,14 +195,16 @@ def evaluate_folder(pred_folder: str, ref_folder: str, classes: Dict[str, int], 
     Class means are nanmeans over cases; ``mean_over_classes`` is the nanmean of the class means.
 
     Writes ``output_json`` (NaN as null) and ``output_md`` when given; existing files raise NNWError unless
-    ``overwrite``. Raises NNWError for unmatched files and for shape or spacing mismatches.
+    ``overwrite``. Raises NNWError for a prediction without reference, a reference without prediction (unless
+    ``allow_missing``: then they are listed under ``"missing_predictions"``), a reference holding
+    ``ignore_label``, and predictions off the reference grid (shape, spacing, origin, direction).
     """
     if not classes:
         raise NNWError("no classes to evaluate. Give -l NAME:VALUE ... or a dataset.json with labels besides "
                        "'background' and 'ignore'.")
     _check_outputs_free([output_json, output_md], overwrite)  # fail before the (slow) evaluation
-    files = _match_cases(pred_folder, ref_folder, file_ending, require_all_references)
-    jobs = [(os.path.join(pred_folder, f), os.path.join(ref_folder, f), dict(classes)) for f in files]
+    files = _match_cases(pred_folder, ref_folder, file_ending, require_all=not allow_missing)
+    jobs = [(os.path.join(pred_folder, f), os.path.join(ref_folder, f), dict(classes), ignore_label) for f in files]
     if num_processes > 1 and len(jobs) > 1:
         # spawn, as nnU-Net does: forking a process that already holds torch/threads can deadlock
         with multiprocessing.get_context("spawn").Pool(min(num_processes, len(jobs))) as pool:
@@ -183,6 +213,8 @@ def evaluate_folder(pred_folder: str, ref_folder: str, classes: Dict[str, int], 
         case_results = [_evaluate_case(*job) for job in jobs]
     per_case = {f[:-len(file_ending)]: r for f, r in zip(files, case_results)}
     results = summarize(per_case, classes)
+    results["missing_predictions"] = sorted(f[:-len(file_ending)] for f in _case_files(ref_folder, file_ending)
+                                            if f not in set(files))
 
     for path in (output_json, output_md):
         if path is not None and os.path.dirname(path):
@@ -241,23 +273,36 @@ def main(argv=None) -> int:
                         help="file ending (default: 'file_ending' of the dataset.json, else .nii.gz)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("-np", type=int, default=1, help="number of worker processes (default 1)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="score only the predicted cases when -ref holds more (they are counted and listed)")
+    parser.add_argument("--ignore-label", type=int, default=None,
+                        help="refuse references holding this value (default: dataset.json's 'ignore' with -djfile)")
     args = parser.parse_args(argv)
 
-    file_ending = args.fe
+    file_ending, ignore_label = args.fe, args.ignore_label
     if args.djfile is not None:
         classes = classes_from_dataset_json(args.djfile)
-        if file_ending is None:
-            with open(args.djfile) as f:
-                file_ending = json.load(f).get("file_ending")
+        with open(args.djfile) as f:
+            dataset_json = json.load(f)
+        file_ending = file_ending or dataset_json.get("file_ending")
+        if ignore_label is None and isinstance(dataset_json["labels"].get("ignore"), int):
+            ignore_label = dataset_json["labels"]["ignore"]
     else:
         classes = parse_label_args(args.l)
     file_ending = file_ending or ".nii.gz"
     prefix = args.o if args.o is not None else os.path.join(args.pred, "dense_eval")
+    if prefix.endswith(os.sep) or os.path.isdir(prefix):  # -o names a folder: files inside it, not hidden ones
+        prefix = os.path.join(prefix, "dense_eval")
 
     results = evaluate_folder(args.pred, args.ref, classes, file_ending=file_ending,
                               output_json=prefix + ".json", output_md=prefix + ".md",
-                              num_processes=max(1, args.np), overwrite=args.overwrite)
+                              num_processes=max(1, args.np), overwrite=args.overwrite,
+                              allow_missing=args.allow_missing, ignore_label=ignore_label)
     print(format_markdown(results, classes))
+    missing = results["missing_predictions"]
+    if missing:
+        print(f"scored {results['n_cases']} predicted case(s); {len(missing)} reference(s) in {args.ref} have no "
+              f"prediction and are not in the means (--allow-missing), e.g. {missing[0]}")
     overall = results["mean_over_classes"]
     print(f"mean Dice {_fmt(overall['dice'], 4)} | mean HD95 {_fmt(overall['hd95'], 2)} mm")
     return 0

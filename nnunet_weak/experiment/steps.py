@@ -29,7 +29,9 @@ def nnunet_environment(root: str, base: Optional[Dict[str, str]] = None, **extra
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[name] = os.path.join(root, name)
         os.makedirs(env[name], exist_ok=True)
-    env.setdefault("nnUNet_n_proc_DA", "1")  # 2 cores: one augmentation worker, one trainer
+    # CPU training: augmentation in the training process. A worker process competes with the training threads
+    # for the cores and costs more than it saves (benchmarks/results/iteration_cost_*); planning uses >= 1.
+    env.setdefault("nnUNet_n_proc_DA", "0")
     env.setdefault("nnUNet_def_n_proc", "1")
     env.setdefault("nnUNet_compile", "f")
     env.setdefault("PYTHONUNBUFFERED", "1")

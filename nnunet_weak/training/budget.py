@@ -21,6 +21,7 @@ import time
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
 from nnunet_weak.training.loss_factory import float32_loss
 from nnunet_weak.training.two_networks import unwrap
@@ -73,9 +74,17 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         if threads is not None and self.device.type == "cpu":
             torch.set_num_threads(threads)
             self.print_to_log_file(f"nnunet_weak: {threads} CPU thread(s) (NNW_NUM_THREADS)")
-        self.cpu_bf16 = self.device.type == "cpu" and cpu_bf16.cpu_bf16_enabled()
+        if type(self) is nnUNetTrainerBudget and env_flag("NNW_PAD_AS_IGNORE") is not None:  # also checks it
+            self.print_to_log_file("nnunet_weak: NNW_PAD_AS_IGNORE does not apply to nnUNetTrainerBudget (stock "
+                                   "nnU-Net padding); the weak trainers read it")
+        dims = len(self.configuration_manager.patch_size)
+        self.cpu_bf16 = self.device.type == "cpu" and cpu_bf16.cpu_bf16_enabled(dims)
         if self.device.type == "cpu":
-            self.print_to_log_file(f"nnunet_weak: {cpu_bf16.describe()}")
+            self.print_to_log_file(f"nnunet_weak: {cpu_bf16.describe(dims)}")
+            if get_allowed_n_proc_DA() > 0:
+                self.print_to_log_file("nnunet_weak: on the CPU, nnUNet_n_proc_DA=0 (augmentation in this process) "
+                                       "is faster: worker processes compete with the training threads for the "
+                                       "cores (see the README, CPU fast path)")
 
     @staticmethod
     def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
@@ -146,20 +155,30 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         # data loading included
         self._train_phase_seconds.append(time.perf_counter() - self._train_phase_start)
         self._loader_wait_seconds.append(self._loader_wait)
+        self._write_timing()  # every epoch: a run killed later still has its timing for --c
         super().on_train_epoch_end(train_outputs)
+
+    def on_train_start(self):
+        super().on_train_start()
+        # a resumed run (--c) keeps the timing of the epochs before its checkpoint, whether or not the first run
+        # reached its end; a new run starts a new record
+        path = os.path.join(self.output_folder, TIMING_FILE)
+        if self.current_epoch > 0 and os.path.isfile(path):
+            with open(path) as f:
+                earlier = json.load(f)
+            self._train_phase_seconds = earlier.get("epochs", [])[:self.current_epoch]
+            self._loader_wait_seconds = earlier.get("loader_wait", [])[:self.current_epoch]
+
+    def _write_timing(self) -> None:
+        if self.local_rank != 0:
+            return
+        record = {"device": str(self.device), "precision": self.precision, "batch_size": int(self.batch_size),
+                  "iterations_per_epoch": int(self.num_iterations_per_epoch),
+                  "epochs": [round(s, 4) for s in self._train_phase_seconds],
+                  "loader_wait": [round(s, 4) for s in self._loader_wait_seconds]}
+        with open(os.path.join(self.output_folder, TIMING_FILE), "w") as f:
+            json.dump(record, f, indent=1)
 
     def on_train_end(self):
         super().on_train_end()
-        if self.local_rank != 0:
-            return
-        path = os.path.join(self.output_folder, TIMING_FILE)
-        record = {"device": str(self.device), "precision": self.precision, "batch_size": int(self.batch_size),
-                  "iterations_per_epoch": int(self.num_iterations_per_epoch), "epochs": [], "loader_wait": []}
-        if os.path.isfile(path):  # resumed run: keep the earlier epochs
-            with open(path) as f:
-                earlier = json.load(f)
-            record["epochs"], record["loader_wait"] = earlier.get("epochs", []), earlier.get("loader_wait", [])
-        record["epochs"] += [round(s, 4) for s in self._train_phase_seconds]
-        record["loader_wait"] += [round(s, 4) for s in self._loader_wait_seconds]
-        with open(path, "w") as f:
-            json.dump(record, f, indent=1)
+        self._write_timing()

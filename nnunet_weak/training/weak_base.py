@@ -94,6 +94,12 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
     def do_split(self):
         tr_keys, val_keys = super().do_split()
         unlabelled = self._find_unlabelled(list(tr_keys) + list(val_keys))
+        if tr_keys and all(k in unlabelled for k in tr_keys):
+            raise NNWError(f"no annotated training case in fold {self.fold} of {self.plans_manager.dataset_name}: "
+                           f"all {len(tr_keys)} training label maps are entirely ignore "
+                           f"({self.label_manager.ignore_label}), so there is nothing to learn from. Annotate some "
+                           f"cases, or fix the 'train' list of fold {self.fold} in "
+                           f"{join(self.preprocessed_dataset_folder_base, 'splits_final.json')}.")
         kept = [k for k in val_keys if k not in unlabelled]
         if len(kept) < len(val_keys):
             self.print_to_log_file(f"nnunet_weak: {len(val_keys) - len(kept)} unlabelled cases removed from "

@@ -5,6 +5,7 @@ instruction set multiplies bf16 natively the same convolutions run about twice a
 nnunet_weak trainer runs its forward passes under ``torch.autocast("cpu", torch.bfloat16)`` and hands float32
 outputs to losses that compute in float32. ``NNW_CPU_BF16`` chooses: unset or ``auto`` (on where the CPU has
 native bf16), ``0`` (never: nnU-Net's fp32 path), ``1`` (also on CPUs not detected as native; slow on most).
+2D networks only: 3D ones stay in float32 (:data:`THREE_D_REASON`).
 CUDA is not touched here: CUDA inputs keep nnU-Net's own fp16 autocast.
 
 What lives here: the capability check, the decision, the autocast context, a wrapper that makes any loss
@@ -13,7 +14,6 @@ float32 (how ``nnUNetv2_predict -device cpu`` gets the same speed without change
 """
 import contextlib
 import functools
-import os
 from typing import Any, Optional
 
 import torch
@@ -45,22 +45,31 @@ def cpu_bf16_setting() -> str:
     return "auto" if value is None else table[value.lower()]
 
 
-def cpu_bf16_enabled() -> bool:
-    """Whether CPU work runs in bf16: the setting, and for 'auto' the CPU's instruction set."""
+def cpu_bf16_enabled(spatial_dims: int = 2) -> bool:
+    """Whether CPU work of a ``spatial_dims``-D network runs in bf16: the setting, for 'auto' the CPU's instruction
+    set, and never for 3D networks (see :data:`THREE_D_REASON`)."""
+    if spatial_dims != 2:
+        return False
     setting = cpu_bf16_setting()
     return setting == "on" or (setting == "auto" and native_bf16_instructions() is not None)
 
 
-def describe() -> str:
+THREE_D_REASON = ("3D networks stay in float32: oneDNN's bf16 Conv3d backward corrupts the heap (the process aborts) "
+                  "on shapes of nnU-Net's 3D plans, e.g. 16 -> 16 channels on 8 x 128 x 112 (torch 2.13)")
+
+
+def describe(spatial_dims: int = 2) -> str:
     """One line for logs: what the CPU path does and why."""
     setting, native = cpu_bf16_setting(), native_bf16_instructions()
+    if spatial_dims != 2:
+        return f"CPU fast path off: {THREE_D_REASON}"
     if setting == "off":
         return f"CPU fast path off ({VARIABLE}=0): float32"
     if setting == "on":
         return f"CPU fast path on ({VARIABLE}=1): bf16 autocast, CPU bf16 instructions: {native or 'none found'}"
     if native:
         return f"CPU fast path on: bf16 autocast ({native}); {VARIABLE}=0 switches it off"
-    return f"CPU fast path off: no native bf16 instructions found (AMX-BF16 / AVX512-BF16); float32"
+    return "CPU fast path off: no native bf16 instructions found (AMX-BF16 / AVX512-BF16); float32"
 
 
 def autocast(device: torch.device, cpu_bf16: bool):
@@ -122,11 +131,12 @@ def _leave(module: nn.Module, args, output):
 
 def install_inference_hooks(network: nn.Module, on_cpu: bool = False) -> nn.Module:
     """Make ``network(x)`` compute under bf16 autocast when ``x`` is on the CPU and return float32, if the CPU
-    fast path is enabled. Forward hooks, so the state dict and strict loading are unchanged. Every trainer's
+    fast path is enabled (2D networks only). Forward hooks, so the state dict and strict loading are unchanged. Every trainer's
     ``build_network_architecture`` (what ``nnUNetv2_predict`` builds) calls this; it installs nothing in a
     process that sees a CUDA device, so CUDA training and prediction stay exactly nnU-Net's. A trainer told
     ``-device cpu`` on such a machine passes ``on_cpu=True``. Returns ``network``."""
-    if not cpu_bf16_enabled() or has_inference_hooks(network):
+    three_d = any(isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)) for m in network.modules())
+    if not cpu_bf16_enabled(3 if three_d else 2) or has_inference_hooks(network):
         return network
     if not on_cpu and torch.cuda.is_available():
         return network
