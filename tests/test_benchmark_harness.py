@@ -210,7 +210,7 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     monkeypatch.setattr(bench.steps, "train", lambda *a, **k: pytest.fail("an auxiliary row must not train"))
     monkeypatch.setattr(bench.steps, "predict", lambda *a: calls.setdefault("predict", a) and 12.0)
 
-    def fake_evaluate(pred, reference, classes, output_json, output_md, overwrite):
+    def fake_evaluate(pred, reference, classes, output_json, output_md, overwrite, allow_missing):
         with open(output_json, "w") as f:
             json.dump(_evaluation({"subject1_DE": (0.5, 3.0)}), f)
         per_class = {c: {"dice": 0.5, "hd95": 3.0} for c in classes}

@@ -19,7 +19,9 @@ from nnunet_weak.losses.pixel_contrast import (MemoryQueue, PixelContrast, contr
 from nnunet_weak.networks.pclmix_net import aux_stages
 from nnunet_weak.networks.swin_decoder import SwinBlock, SwinDecoder2D
 from nnunet_weak.training.contract import check_inference_contract
+from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.errors import NNWError
+
 from test_trainer_plumbing import make_trainer
 
 
@@ -234,6 +236,8 @@ def test_pclmix_inference_contract_and_plain_unet_equivalence(use_env):
     plain = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
                                    cm.network_arch_init_kwargs_req_import, trainer.num_input_channels,
                                    trainer.label_manager.num_segmentation_heads, deep_supervision=False)
+    if cpu_bf16.has_inference_hooks(net):   # the CPU fast path: the plain U-Net runs the same way
+        cpu_bf16.install_inference_hooks(plain, on_cpu=True)
     result = plain.load_state_dict(net.state_dict(), strict=False)
     assert not result.missing_keys
     assert {k.split(".")[0] for k in result.unexpected_keys} == {"aux_decoder", "proj_head"}
@@ -253,11 +257,12 @@ def test_pclmix_inference_contract_and_plain_unet_equivalence(use_env):
         deep = net(x)
         assert isinstance(deep, list) and len(deep) == 3 and torch.equal(deep[0], out)
         assert calls == {"aux": 0, "proj": 0}
-        main, aux, emb = net.forward_train(x)
+        with cpu_bf16.autocast(trainer.device, trainer.cpu_bf16):   # forward_train runs inside train_step's
+            main, aux, emb = net.forward_train(x)
     assert calls == {"aux": 1, "proj": 1}
     assert tuple(aux.shape) == (2, 4, 48, 48) and tuple(emb.shape) == (2, 256, 6, 6)
     assert torch.allclose(emb.norm(dim=1), torch.ones(2, 6, 6), atol=1e-5)
-    assert torch.equal(main[0], out)
+    assert torch.equal(main[0].float(), out)
 
     # the queue is trainer state, not a network buffer
     assert trainer.queue is not None and not any("queue" in k or "ptr" in k for k in net.state_dict())
