@@ -20,9 +20,9 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-MODES = {"fp32": "0", "fast": "auto"}  # mode -> NNW_CPU_BF16
+from step_cost import MODES, write_report  # noqa: E402  (a sibling script, not a package)
 
 
 def per_iteration(timing: dict) -> dict:
@@ -101,13 +101,7 @@ def main(argv=None) -> int:
     lines += ["", f"Precision per mode: {precisions}. s/iter: training phase of an epoch / iterations (data loading "
               "included); waiting: time between one train_step's end and the next one's start (the loader).", "",
               "Reproduce: `python benchmarks/iteration_cost.py " + " ".join(argv or sys.argv[1:]) + "`", ""]
-    text = "\n".join(lines)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".md", "w") as f:
-        f.write(text)
-    with open(out + ".json", "w") as f:
-        json.dump(rows, f, indent=2)
-    print(text)
+    write_report(out, "\n".join(lines), rows)
     return 0
 
 

@@ -28,7 +28,7 @@ import time
 from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODES = {"fp32": "0", "fast": "auto"}  # mode -> NNW_CPU_BF16
+MODES = {"fp32": "0", "fast": "1"}  # mode -> NNW_CPU_BF16
 
 
 def interleaved_medians(fns: dict, repeats: int) -> dict:
@@ -172,14 +172,18 @@ def main(argv=None) -> int:
         rows.append(measure(args.d, args.c, name, args.modes, args.repeats, args.progress))
         print(f"[step_cost] {name}: " + ", ".join(f"{m} {v['step_s']:.3f} s" for m, v in rows[-1]["modes"].items()),
               flush=True)
-    text = table(rows, args.modes, args, argv)
+    write_report(out, table(rows, args.modes, args, argv), rows)
+    return 0
+
+
+def write_report(out: str, text: str, data) -> None:
+    """``<out>.md`` (the table, also printed) and ``<out>.json`` (the rows) of a cost benchmark."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".md", "w") as f:
         f.write(text)
     with open(out + ".json", "w") as f:
-        json.dump(rows, f, indent=2)
+        json.dump(data, f, indent=2)
     print(text)
-    return 0
 
 
 if __name__ == "__main__":

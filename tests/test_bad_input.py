@@ -293,3 +293,26 @@ def test_second_folder_with_the_same_dataset_id_is_refused(acdc, tmp_path):
     (raw / "Dataset801_Mine").mkdir(parents=True)
     with pytest.raises(NNWError, match="Dataset801_Mine already uses dataset id 801"):
         conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
+
+
+def test_budget_names_the_missing_results_variable(use_env, monkeypatch):
+    """Defect 11: nnUNetTrainerBudget with nnUNet_results unset died with a TypeError in makedirs."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    monkeypatch.delenv("nnUNet_results")
+    with pytest.raises(NNWError, match="nnUNet_results is not set"):
+        get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
+
+
+def test_truncated_checkpoint_is_named_on_resume(use_env, tmp_path):
+    """Defect 11: a truncated checkpoint given to --c ended in torch's traceback."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerPCE", device=torch.device("cpu"))
+    trainer.initialize()
+    path = str(tmp_path / "checkpoint_latest.pth")
+    trainer.save_checkpoint(path)
+    content = open(path, "rb").read()
+    open(path, "wb").write(content[:len(content) // 2])
+    with pytest.raises(NNWError, match=r"checkpoint_latest.pth is not a readable checkpoint.*Delete it"):
+        trainer.load_checkpoint(path)

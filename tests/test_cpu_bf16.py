@@ -18,10 +18,10 @@ def small_unet(deep_supervision=False):
 
 @pytest.fixture
 def native(monkeypatch):
-    """Pretend the CPU has (name) or lacks (None) native bf16; returns a setter."""
+    """Ask for the fast path (NNW_CPU_BF16=1) and pretend the CPU has (name) or lacks (None) native bf16."""
     def set_native(name):
         monkeypatch.setattr(cpu_bf16, "native_bf16_instructions", lambda *a, **k: name)
-    monkeypatch.delenv(cpu_bf16.VARIABLE, raising=False)
+    monkeypatch.setenv(cpu_bf16.VARIABLE, "1")
     return set_native
 
 
@@ -39,16 +39,17 @@ def test_capability_read_from_cpu_flags(tmp_path):
     cpu_bf16.native_bf16_instructions.cache_clear()
 
 
-def test_switch_auto_off_on(native, monkeypatch):
+def test_switch_off_by_default_on_when_asked_where_native(native, monkeypatch):
     native("AMX-BF16")
     assert cpu_bf16.cpu_bf16_enabled() and "AMX-BF16" in cpu_bf16.describe()
-    monkeypatch.setenv(cpu_bf16.VARIABLE, "0")
-    assert not cpu_bf16.cpu_bf16_enabled() and "off" in cpu_bf16.describe()
-    native(None)
-    monkeypatch.setenv(cpu_bf16.VARIABLE, "auto")
-    assert not cpu_bf16.cpu_bf16_enabled()
+    for off in ("0", ""):
+        monkeypatch.setenv(cpu_bf16.VARIABLE, off)
+        assert not cpu_bf16.cpu_bf16_enabled() and "off" in cpu_bf16.describe()
+    monkeypatch.delenv(cpu_bf16.VARIABLE)
+    assert not cpu_bf16.cpu_bf16_enabled()                        # default: nnU-Net's fp32 path
     monkeypatch.setenv(cpu_bf16.VARIABLE, "1")
-    assert cpu_bf16.cpu_bf16_enabled()
+    native(None)
+    assert not cpu_bf16.cpu_bf16_enabled() and "no native bf16" in cpu_bf16.describe()   # emulated: stay fp32
     monkeypatch.setenv(cpu_bf16.VARIABLE, "fast")
     with pytest.raises(NNWError, match="NNW_CPU_BF16"):
         cpu_bf16.cpu_bf16_enabled()
@@ -56,15 +57,13 @@ def test_switch_auto_off_on(native, monkeypatch):
 
 def test_three_d_networks_stay_float32(native, monkeypatch):
     """oneDNN's bf16 Conv3d backward aborts the process on nnU-Net-sized 3D shapes (torch 2.13): 3D is never
-    switched to bf16, not even with NNW_CPU_BF16=1."""
+    switched to bf16, not even with NNW_CPU_BF16=1 on a CPU with native bf16."""
     native("AMX-BF16")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     net3d = PlainConvUNet(1, 2, [8, 16], torch.nn.Conv3d, 3, [1, 2], 1, 3, [1], False, torch.nn.InstanceNorm3d,
                           {"eps": 1e-5, "affine": True}, None, None, torch.nn.LeakyReLU, {"inplace": True})
-    for setting in ("auto", "1"):
-        monkeypatch.setenv(cpu_bf16.VARIABLE, setting)
-        assert not cpu_bf16.cpu_bf16_enabled(3) and cpu_bf16.cpu_bf16_enabled(2)
-        assert not cpu_bf16.has_inference_hooks(cpu_bf16.install_inference_hooks(net3d))
+    assert not cpu_bf16.cpu_bf16_enabled(3) and cpu_bf16.cpu_bf16_enabled(2)
+    assert not cpu_bf16.has_inference_hooks(cpu_bf16.install_inference_hooks(net3d))
     assert "Conv3d backward" in cpu_bf16.describe(3)
 
 
@@ -217,3 +216,15 @@ def test_depthwise_conv3d_trains_under_bf16_autocast_where_onednn_crashed():
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-500:]
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerBudget", "nnUNetTrainerPCE", "nnUNetTrainerPASegAux",
+                                  "nnUNetTrainerPCLMix", "nnUNetTrainerKMaX_lite"])
+def test_inference_contract_on_the_fast_path(use_env, native, name):
+    """What nnUNetv2_predict rebuilds computes in bf16 like the trainer's network (every build_network_architecture
+    override installs the hooks) and loads strictly."""
+    from nnunet_weak.training.contract import check_inference_contract
+    native("AMX-BF16")
+    trainer = make_trainer(name)
+    assert trainer.cpu_bf16
+    check_inference_contract(trainer)

@@ -6,8 +6,9 @@
 4. ``nnUNetv2_predict`` on the held-out cases, for both and for an untrained network of the same plans;
 5. Dice / HD95 against the dense labels, printed as a table (also results.md / results.json).
 
-Training and prediction take the CPU fast path (bf16 autocast) where the CPU has native bf16; the demo says at
-the start which path runs, and the table gives each model's training precision.
+Training and prediction take the CPU fast path (bf16 autocast, ``NNW_CPU_BF16=1`` unless the caller set it) where
+the CPU has native bf16; the demo says at the start which path runs, and the table gives each model's training
+precision.
 
 It fails (exit 1) when a trained model does not beat the untrained one by a clear margin.
 """
@@ -97,6 +98,7 @@ def main(argv=None) -> int:
     from nnunet_weak.utilities import cpu_bf16
 
     start = time.perf_counter()
+    os.environ.setdefault(cpu_bf16.VARIABLE, "1")  # the demo shows the fast path (NNW_CPU_BF16=0 runs it in fp32)
     print(f"[demo] {cpu_bf16.describe()}")
     workdir = os.path.abspath(args.workdir)
     prepare_workdir(workdir, args.overwrite)

@@ -7,9 +7,9 @@ predict the validation cases with ``nnUNetv2_predict`` anyway), and the wall tim
 training phase written to ``fold_X/nnunet_weak_timing.json`` (for the benchmarks' seconds per iteration).
 On the CPU ``NNW_NUM_THREADS`` replaces the thread count ``nnUNetv2_train -device cpu`` sets (all cores), so two
 trainings can share a machine without oversubscribing it.
-On CPUs with native bf16 arithmetic the network computes under bf16 autocast and the loss in float32 (the CPU
-fast path, ``nnunet_weak.utilities.cpu_bf16``; ``NNW_CPU_BF16=0`` restores nnU-Net's fp32 path), and the timing
-file also records the precision and how long each epoch waited for the data loader.
+With ``NNW_CPU_BF16=1`` on a CPU with native bf16 arithmetic a 2D network computes under bf16 autocast and the
+loss in float32 (the CPU fast path, ``nnunet_weak.utilities.cpu_bf16``); the timing file also records the
+precision and how long each epoch waited for the data loader.
 Nothing else differs: on a dataset with an ``ignore`` label it is the "nnU-Net+pL" baseline (masked Dice + CE
 with deep supervision). Every nnunet_weak trainer derives from it, so the same variables shorten all of them.
 """
@@ -18,6 +18,7 @@ import io
 import json
 import os
 import time
+import zipfile
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -26,7 +27,8 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunet_weak.training.loss_factory import float32_loss
 from nnunet_weak.training.two_networks import unwrap
 from nnunet_weak.utilities import cpu_bf16
-from nnunet_weak.utilities.env import env_flag, env_int
+from nnunet_weak.utilities.env import env_flag, env_int, require_env
+from nnunet_weak.utilities.errors import NNWError
 
 LENGTH_VARIABLES = {
     "NNW_NUM_EPOCHS": ("num_epochs", 1),
@@ -63,6 +65,7 @@ def timed_step(train_step):
 class nnUNetTrainerBudget(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
+        require_env("nnUNet_results", "to write the trained model")  # nnU-Net would fail in makedirs(None)
         super().__init__(plans, configuration, fold, dataset_json, device)
         changed = apply_training_length(self)
         self.length_from_env = changed  # subclasses with their own default length must not override these
@@ -109,6 +112,15 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         return "bf16 autocast (CPU)" if self.cpu_bf16 else "fp32"
 
     train_step = timed_step(nnUNetTrainer.train_step)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        # checkpoints are zip archives; a truncated one (killed while saving) has no central directory
+        if isinstance(filename_or_checkpoint, str) and os.path.isfile(filename_or_checkpoint) and \
+                not zipfile.is_zipfile(filename_or_checkpoint):
+            raise NNWError(f"{filename_or_checkpoint} is not a readable checkpoint (truncated, e.g. by a run killed "
+                           f"while saving). Delete it: --c then resumes from the next of checkpoint_final / "
+                           f"checkpoint_latest / checkpoint_best.pth that exists, or start without --c.")
+        super().load_checkpoint(filename_or_checkpoint)
 
     def checkpoint_extras(self) -> dict:
         """Entries added to nnU-Net's checkpoint dict (trainers with extra training state override this)."""

@@ -54,7 +54,6 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         require_env("nnUNet_preprocessed", "to find the preprocessed dataset")
-        require_env("nnUNet_results", "to write the trained model")
         dataset_json_path = join(nnUNet_preprocessed, plans.get("dataset_name", "<dataset>"), "dataset.json")
         check_ignore_label(dataset_json, dataset_json_path, required=self.requires_ignore_label)
         super().__init__(plans, configuration, fold, dataset_json, device)

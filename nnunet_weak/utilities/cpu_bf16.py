@@ -1,11 +1,11 @@
 """The CPU fast path: bfloat16 autocast on CPUs with native bf16 arithmetic (AMX-BF16, AVX512-BF16).
 
 nnU-Net switches autocast off on the CPU because fp32 -> bf16 emulation is slow on most CPUs. On CPUs whose
-instruction set multiplies bf16 natively the same convolutions run about twice as fast, so there every
-nnunet_weak trainer runs its forward passes under ``torch.autocast("cpu", torch.bfloat16)`` and hands float32
-outputs to losses that compute in float32. ``NNW_CPU_BF16`` chooses: unset or ``auto`` (on where the CPU has
-native bf16), ``0`` (never: nnU-Net's fp32 path), ``1`` (also on CPUs not detected as native; slow on most).
-2D networks only: 3D ones stay in float32 (:data:`THREE_D_REASON`).
+instruction set multiplies bf16 natively the same convolutions run about twice as fast, so there, when asked
+(``NNW_CPU_BF16=1``), every nnunet_weak trainer runs its forward passes under
+``torch.autocast("cpu", torch.bfloat16)`` and hands float32 outputs to losses that compute in float32. Unset or
+``0``: nnU-Net's fp32 path (the default until training with it is shown to match fp32 Dice). CPUs without native
+bf16 stay in fp32 either way. 2D networks only: 3D ones stay in float32 (:data:`THREE_D_REASON`).
 CUDA is not touched here: CUDA inputs keep nnU-Net's own fp16 autocast.
 
 What lives here: the capability check, the decision, the autocast context, a wrapper that makes any loss
@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from nnunet_weak.utilities.env import env_str
+from nnunet_weak.utilities.env import env_flag
 
 VARIABLE = "NNW_CPU_BF16"
 _FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}  # /proc/cpuinfo flag -> name, best first
@@ -38,20 +38,15 @@ def native_bf16_instructions(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
     return next((name for flag, name in _FLAGS.items() if flag in flags), None)
 
 
-def cpu_bf16_setting() -> str:
-    """``NNW_CPU_BF16`` as 'auto', 'on' or 'off' (a bad value stops with one line naming the variable)."""
-    table = {"auto": "auto", "1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
-    value = env_str(VARIABLE, lambda s: s.lower() in table, "auto, 1 or 0")
-    return "auto" if value is None else table[value.lower()]
+def cpu_bf16_requested() -> bool:
+    """``NNW_CPU_BF16``: 1 asks for the fast path, 0 or unset keeps fp32 (a bad value stops with one line)."""
+    return bool(env_flag(VARIABLE))
 
 
 def cpu_bf16_enabled(spatial_dims: int = 2) -> bool:
-    """Whether CPU work of a ``spatial_dims``-D network runs in bf16: the setting, for 'auto' the CPU's instruction
-    set, and never for 3D networks (see :data:`THREE_D_REASON`)."""
-    if spatial_dims != 2:
-        return False
-    setting = cpu_bf16_setting()
-    return setting == "on" or (setting == "auto" and native_bf16_instructions() is not None)
+    """Whether CPU work of a ``spatial_dims``-D network runs in bf16: asked for, a CPU with native bf16, and never
+    for 3D networks (see :data:`THREE_D_REASON`)."""
+    return spatial_dims == 2 and cpu_bf16_requested() and native_bf16_instructions() is not None
 
 
 THREE_D_REASON = ("3D networks stay in float32: oneDNN's bf16 Conv3d backward corrupts the heap (the process aborts) "
@@ -60,16 +55,15 @@ THREE_D_REASON = ("3D networks stay in float32: oneDNN's bf16 Conv3d backward co
 
 def describe(spatial_dims: int = 2) -> str:
     """One line for logs: what the CPU path does and why."""
-    setting, native = cpu_bf16_setting(), native_bf16_instructions()
+    if not cpu_bf16_requested():
+        return (f"CPU fast path off: float32 ({VARIABLE}=1 asks for bf16 autocast on 2D networks, on CPUs with "
+                f"AMX-BF16 / AVX512-BF16)")
     if spatial_dims != 2:
         return f"CPU fast path off: {THREE_D_REASON}"
-    if setting == "off":
-        return f"CPU fast path off ({VARIABLE}=0): float32"
-    if setting == "on":
-        return f"CPU fast path on ({VARIABLE}=1): bf16 autocast, CPU bf16 instructions: {native or 'none found'}"
-    if native:
-        return f"CPU fast path on: bf16 autocast ({native}); {VARIABLE}=0 switches it off"
-    return "CPU fast path off: no native bf16 instructions found (AMX-BF16 / AVX512-BF16); float32"
+    native = native_bf16_instructions()
+    if native is None:
+        return "CPU fast path off: this CPU has no native bf16 (AMX-BF16 / AVX512-BF16); float32"
+    return f"CPU fast path on: bf16 autocast ({native}, {VARIABLE}=1)"
 
 
 def autocast(device: torch.device, cpu_bf16: bool):

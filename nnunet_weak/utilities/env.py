@@ -7,9 +7,8 @@
 | NNW_VAL_ITERS_PER_EPOCH   | validation iterations per epoch (pseudo Dice)                       | 50               |
 | NNW_SKIP_FINAL_VALIDATION | 1: skip nnU-Net's validation after training (run it later with      | 0                |
 |                           | ``nnUNetv2_train ... --val`` without this variable)                 |                  |
-| NNW_CPU_BF16              | CPU fast path of 2D networks: auto (bf16 autocast where the CPU has | auto             |
-|                           | native bf16), 0 (fp32, nnU-Net's path), 1 (bf16 even where not      |                  |
-|                           | detected); 3D networks always fp32                                  |                  |
+| NNW_CPU_BF16              | 1: bf16 autocast for 2D networks on CPUs with native bf16 (AMX-BF16,| 0                |
+|                           | AVX512-BF16); 0: fp32, nnU-Net's path; 3D networks always fp32      |                  |
 | NNW_NUM_THREADS           | CPU training threads (nnUNetv2_train -device cpu uses all cores)    | all cores        |
 | NNW_LABELLED_FRACTION     | share of each batch drawn from labelled cases when a dataset also   | trainer's        |
 |                           | holds unlabelled (all-ignore) cases, in [0, 1]                      |                  |
