@@ -53,7 +53,8 @@ def main(argv=None) -> int:
         cin, cout, kd, k, d, h, w = r["case"]
         lines.append(f"| {cin} -> {cout} | {kd} x {k} x {k} | {d} x {h} x {w} | {r['fp32_exit']} | {r['bf16_exit']} |")
     lines += ["", "Exit 0: ran; negative: killed by a signal (-6 abort, e.g. 'double free or corruption'; -11 "
-              "segmentation fault); hung: still running after 180 s (killed).", "", "Reproduce: `python benchmarks/cpu_bf16_conv3d_check.py`", ""]
+              "segmentation fault); hung: still running after 180 s (killed).", "",
+              "Reproduce: `python benchmarks/cpu_bf16_conv3d_check.py`", ""]
     text = "\n".join(lines)
     with open(args.out + ".md", "w") as f:
         f.write(text)

@@ -125,10 +125,10 @@ def _leave(module: nn.Module, args, output):
 
 def install_inference_hooks(network: nn.Module, on_cpu: bool = False) -> nn.Module:
     """Make ``network(x)`` compute under bf16 autocast when ``x`` is on the CPU and return float32, if the CPU
-    fast path is enabled (2D networks only). Forward hooks, so the state dict and strict loading are unchanged. Every trainer's
-    ``build_network_architecture`` (what ``nnUNetv2_predict`` builds) calls this; it installs nothing in a
-    process that sees a CUDA device, so CUDA training and prediction stay exactly nnU-Net's. A trainer told
-    ``-device cpu`` on such a machine passes ``on_cpu=True``. Returns ``network``."""
+    fast path is enabled (2D networks only). Forward hooks, so the state dict and strict loading are unchanged.
+    Every trainer's ``build_network_architecture`` (what ``nnUNetv2_predict`` builds) calls this; it installs
+    nothing in a process that sees a CUDA device, so CUDA training and prediction stay exactly nnU-Net's. A
+    trainer told ``-device cpu`` on such a machine passes ``on_cpu=True``. Returns ``network``."""
     three_d = any(isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)) for m in network.modules())
     if not cpu_bf16_enabled(3 if three_d else 2) or has_inference_hooks(network):
         return network
