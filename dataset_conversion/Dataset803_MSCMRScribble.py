@@ -15,10 +15,9 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from nnunet_weak.annotation.nnunet_io import (CARDIAC_IGNORE, CARDIAC_LABELS, DENSE_FOLDER, check_splits_writable,
-                                              check_target_folder, conversion_parser, copy_image, label_array,
-                                              prepare_dataset_folder, staged_dataset, write_dataset_json, write_label,
-                                              write_splits)
+from nnunet_weak.annotation.nnunet_io import (CARDIAC_IGNORE, CARDIAC_LABELS, DENSE_FOLDER, conversion_parser,
+                                              copy_image, label_array, prepare_dataset_folder, staged_dataset,
+                                              write_dataset_json, write_label, write_splits)
 from nnunet_weak.utilities.errors import NNWError
 
 DATASET_NAME = "Dataset803_MSCMRScribble"
@@ -97,9 +96,7 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optiona
     train_ids, val_ids = [c for c, _, _ in train], [c for c, _, _ in val]
     target = os.path.join(nnunet_raw, dataset_name)
     splits = [{"train": sorted(train_ids), "val": sorted(val_ids)}]
-    check_target_folder(target, overwrite)
-    check_splits_writable(target, splits, overwrite)
-    with staged_dataset(target, overwrite) as out:
+    with staged_dataset(target, overwrite, splits) as out:
         prepare_dataset_folder(out, test_set=bool(test_pairs))
 
         for (case, image_path, label_path), dense in [(p, False) for p in train] + [(p, True) for p in val]:
@@ -123,7 +120,7 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optiona
                            description=f"MS-CMRSeg 2019 LGE MRI: {len(train)} train subjects with scribbles, "
                                        f"{len(val)} val subjects with dense labels (fold 0 validation); "
                                        f"{DENSE_FOLDER}: dense labels of the val subjects for evaluation.")
-        write_splits(out, splits, overwrite, dataset_name=dataset_name)
+        write_splits(out, splits, dataset_name=dataset_name)
     if verbose:
         print(f"wrote {len(train) + len(val)} training and {len(test_pairs)} test cases to {target}")
     return target

@@ -21,8 +21,7 @@ from typing import Dict
 
 import numpy as np
 
-from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, OVERWRITE_FLAG, SPLITS_FILE, Geometry,
-                                              check_splits_writable, check_target_folder, label_array,
+from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, OVERWRITE_FLAG, SPLITS_FILE, Geometry, label_array,
                                               prepare_dataset_folder, staged_dataset, write_label, write_splits)
 from nnunet_weak.annotation.scribbles import annotated_fraction, simulate_scribbles
 from nnunet_weak.utilities.errors import NNWError
@@ -84,10 +83,7 @@ def simulate_dataset(source: str, target: str, seed: int = 0, overwrite: bool = 
     if os.path.isfile(splits_path):
         with open(splits_path) as f:
             splits = json.load(f)
-    check_target_folder(target, overwrite)
-    if splits is not None:
-        check_splits_writable(target, splits, overwrite)
-    with staged_dataset(target, overwrite) as out:
+    with staged_dataset(target, overwrite, splits) as out:
         prepare_dataset_folder(out)
 
         per_case, per_class = {}, {name: [] for name in classes}
@@ -118,7 +114,7 @@ def simulate_dataset(source: str, target: str, seed: int = 0, overwrite: bool = 
         with open(os.path.join(out, "dataset.json"), "w") as f:
             json.dump(new_json, f, indent=4)
         if splits is not None:
-            write_splits(out, splits, overwrite, dataset_name=os.path.basename(target))
+            write_splits(out, splits, dataset_name=os.path.basename(target))
 
     result = {"mean": float(np.mean(list(per_case.values()))), "per_case": per_case,
               "per_class": {name: float(np.mean(v)) for name, v in per_class.items()}}

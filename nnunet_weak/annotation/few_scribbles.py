@@ -32,10 +32,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from nnunet_weak.annotation.nnunet_io import (ACDC_NUM_FOLDS, CARDIAC_IGNORE, acdc_five_fold_splits,
-                                             check_splits_writable, check_target_folder, find_acdc_frames,
-                                             label_array)
-from nnunet_weak.annotation.semi_acdc import convert_acdc_with_splits
+from nnunet_weak.annotation.nnunet_io import (ACDC_NUM_FOLDS, CARDIAC_IGNORE, acdc_five_fold_splits, convert_acdc,
+                                             find_acdc_frames, label_array)
 from nnunet_weak.utilities.errors import NNWError
 
 PICKS_FILE = "few_scribbles.json"
@@ -209,9 +207,6 @@ def convert_acdc_few_scribbles(source: str, nnunet_raw: str, dataset_name: str, 
     selection = select_few_scribbles(split["train"], split["val"], OFFICIAL_PICKS["ACDC"], labelled=labelled,
                                      picks=picks, seed=seed, where=f"the validation set of fold {fold}")
     splits = [split]
-    target = os.path.join(nnunet_raw, dataset_name)
-    check_target_folder(target, overwrite)
-    check_splits_writable(target, splits, overwrite)
 
     def labels(frame, image, gt: np.ndarray) -> np.ndarray:
         if selection.is_unlabelled(frame.case):
@@ -220,8 +215,8 @@ def convert_acdc_few_scribbles(source: str, nnunet_raw: str, dataset_name: str, 
 
     kind = (f"scribbles (Valvano et al. 2021) of {len(selection.picks)} training frames and of the fold-{fold} "
             f"validation frames, all-ignore (unlabelled) for the other {len(selection.unlabelled)} training frames")
-    folder = convert_acdc_with_splits(source, nnunet_raw, dataset_name, splits, True, overwrite, verbose, labels,
-                                      kind)
+    folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=True, overwrite=overwrite, verbose=verbose,
+                          weak_labels=labels, kind=kind, splits=splits)
     description = (f"ACDC cine MRI, ModelMix few-scribble setting; labelsTr: {kind}; labelsTr_dense: dense labels of "
                    f"every frame for evaluation. splits_final.json: one entry = WSL4MIS/PCLMix fold {fold} (validates "
                    f"patients {20 * fold + 1:03d}-{20 * fold + 20:03d}); train it as fold 0.")

@@ -31,9 +31,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, check_splits_writable, check_target_folder,
-                                             prepare_dataset_folder, staged_dataset, write_dataset_json, write_image,
-                                             write_splits)
+from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, prepare_dataset_folder, staged_dataset, write_dataset_json,
+                                              write_image, write_splits)
 from nnunet_weak.utilities.errors import NNWError
 
 TRAINING_FOLDER = "2018LA_Seg_Training Set"
@@ -144,9 +143,7 @@ def convert_la_semi(root: str, nnunet_raw: str, n_labelled: Optional[int] = None
         if not os.path.isfile(os.path.join(data, TRAINING_FOLDER, case, CASE_FILE)):
             raise NNWError(f"{os.path.join(data, TRAINING_FOLDER, case, CASE_FILE)} is missing (listed in "
                            f"{'train' if case in train else 'test'}.list).")
-    check_target_folder(target, overwrite)
-    check_splits_writable(target, splits, overwrite)
-    with staged_dataset(target, overwrite) as out:
+    with staged_dataset(target, overwrite, splits) as out:
         prepare_dataset_folder(out, test_set=True)
         os.makedirs(os.path.join(out, "labelsTs"), exist_ok=True)
 
@@ -170,7 +167,7 @@ def convert_la_semi(root: str, nnunet_raw: str, n_labelled: Optional[int] = None
                                        f"rest all-ignore; {len(test)} test cases in imagesTs / labelsTs; "
                                        f"{DENSE_FOLDER}: dense labels of the training cases for evaluation.",
                            labelled_cases=labelled, test_cases=test)
-        write_splits(out, splits, overwrite, dataset_name=name)
+        write_splits(out, splits, dataset_name=name)
     if verbose:
         print(f"wrote {len(train)} training ({n} labelled) and {len(test)} test cases to {target}")
     return target

@@ -36,9 +36,8 @@ import SimpleITK as sitk
 
 from nnunet_weak.annotation.few_scribbles import (OFFICIAL_PICKS, SHUFFLE_SEED, record_selection, remove_stale_record,
                                                  select_few_scribbles)
-from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, Geometry, check_splits_writable, check_target_folder,
-                                             copy_image, prepare_dataset_folder, read_image, staged_dataset,
-                                             write_dataset_json, write_label, write_splits)
+from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, Geometry, copy_image, prepare_dataset_folder, read_image,
+                                              staged_dataset, write_dataset_json, write_label, write_splits)
 from nnunet_weak.utilities.errors import NNWError
 
 MYOPS_LABELS = {"background": 0, "myo": 1, "LV": 2, "edema": 3, "scar": 4, "ignore": 5}
@@ -177,9 +176,7 @@ def convert_myops(source: str, nnunet_raw: str, dataset_name: str, scribbles: Op
                                          seed=seed)
     splits = [{"train": train, "val": val}]
     target = os.path.join(nnunet_raw, dataset_name)
-    check_target_folder(target, overwrite)
-    check_splits_writable(target, splits, overwrite)
-    with staged_dataset(target, overwrite) as out:
+    with staged_dataset(target, overwrite, splits) as out:
         prepare_dataset_folder(out, test_set=bool(test_images))
         for case in sorted(images):
             for k, path in enumerate(images[case]):
@@ -202,7 +199,7 @@ def convert_myops(source: str, nnunet_raw: str, dataset_name: str, scribbles: Op
         write_dataset_json(out, MYOPS_LABELS, len(images), name=dataset_name, description=description,
                            channel_names={str(k): c for k, c in enumerate(CHANNELS)}, scribble_cases=train,
                            dense_cases=val, test_cases=sorted(test_images), evaluation_regions=EVALUATION_REGIONS)
-        write_splits(out, splits, overwrite, dataset_name=dataset_name)
+        write_splits(out, splits, dataset_name=dataset_name)
     if selection is not None:
         record_selection(target, selection, verbose=verbose)
     else:

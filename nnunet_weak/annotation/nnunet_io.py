@@ -211,14 +211,18 @@ def _move_outputs(staging: str, target: str) -> None:
 
 
 @contextlib.contextmanager
-def staged_dataset(target: str, overwrite: bool):
+def staged_dataset(target: str, overwrite: bool, splits: Optional[Sequence[dict]] = None):
     """Yield a new folder beside ``target`` for a conversion to write the whole dataset into.
 
-    Nothing in ``target`` changes until the block completes: a bad case found half-way leaves the earlier dataset
-    as it was. Then the files of the previous conversion (listed in ``target``'s manifest) are replaced by the
-    new ones; files the user added stay. Refuses a non-empty ``target`` without ``overwrite``.
+    Before anything is written: refuses a non-empty ``target`` without ``overwrite`` and, given the ``splits``
+    the conversion will write, preprocessed splits it may not replace (:func:`check_splits_writable`). Nothing in
+    ``target`` changes until the block completes: a bad case found half-way leaves the earlier dataset as it was.
+    Then the files of the previous conversion (listed in ``target``'s manifest) are replaced by the new ones;
+    files the user added stay.
     """
     check_target_folder(target, overwrite)
+    if splits is not None:
+        check_splits_writable(target, splits, overwrite)
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.partial-", dir=parent)
@@ -295,8 +299,7 @@ def check_splits_writable(dataset_folder: str, splits: Sequence[dict], overwrite
                        f"(or delete it).")
 
 
-def write_splits(dataset_folder: str, splits: Sequence[dict], overwrite: bool,
-                 dataset_name: Optional[str] = None) -> List[str]:
+def write_splits(dataset_folder: str, splits: Sequence[dict], dataset_name: Optional[str] = None) -> List[str]:
     """Write ``splits_final.json`` into ``dataset_folder`` and, if ``nnUNet_preprocessed`` is set, into
     ``$nnUNet_preprocessed/<dataset_name>/`` (default: the folder's name; pass the target's name when writing into
     a staging folder). Returns the paths written."""
@@ -409,11 +412,8 @@ def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: boo
     frames = find_acdc_frames(source, scribbles=scribbles)
     target = os.path.join(nnunet_raw, dataset_name)
     splits = acdc_five_fold_splits(f.case for f in frames) if splits is None else splits
-    check_target_folder(target, overwrite)
-    check_splits_writable(target, splits, overwrite)
-
     geometry_fixed = 0
-    with staged_dataset(target, overwrite) as out:
+    with staged_dataset(target, overwrite, splits) as out:
         prepare_dataset_folder(out)
         for frame in frames:
             image = copy_image(frame.image, os.path.join(out, "imagesTr", f"{frame.case}_0000.nii.gz"))
@@ -442,7 +442,7 @@ def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: boo
                            f"ACDC cine MRI, ED and ES frames of {len({f.patient for f in frames})} patients; labelsTr: "
                            f"{kind}; {DENSE_FOLDER}: dense labels for evaluation. Splits: WSL4MIS/PCLMix 5 folds "
                            f"(fold k validates patients 20k+1..20k+20).", **(dataset_json_extra or {}))
-        write_splits(out, splits, overwrite, dataset_name=dataset_name)
+        write_splits(out, splits, dataset_name=dataset_name)
     if verbose:
         if geometry_fixed:
             print(f"{geometry_fixed} frame(s) had label geometry differing from the image; labels were written "

@@ -35,9 +35,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_weak.annotation.geodesic import DEFAULT_THRESHOLD, expand_points
-from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, Geometry, check_splits_writable, check_target_folder,
-                                             label_array, prepare_dataset_folder, read_image, staged_dataset,
-                                             write_dataset_json, write_image, write_label, write_splits)
+from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, Geometry, label_array, prepare_dataset_folder, read_image,
+                                              staged_dataset, write_dataset_json, write_image, write_label,
+                                              write_splits)
 from nnunet_weak.annotation.points import (DEFAULT_MARGIN_MM, PointRecord, points_from_volume, simulate_points,
                                            voxel_to_world, write_points_json)
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
@@ -273,9 +273,7 @@ def convert_paseg_dataset(cases: Sequence[PasegCase], phases: Dict[str, str], sp
         point_files = {c: point_volume_path(options.points_dir, c) for c in labelled}
     target = os.path.join(nnunet_raw, dataset_name)
     splits = [{"train": train, "val": val}]
-    check_target_folder(target, overwrite)
-    check_splits_writable(target, splits, overwrite)
-    with staged_dataset(target, overwrite) as out:
+    with staged_dataset(target, overwrite, splits) as out:
         prepare_dataset_folder(out, test_set=True)
         os.makedirs(os.path.join(out, TEST_LABELS), exist_ok=True)
 
@@ -314,7 +312,7 @@ def convert_paseg_dataset(cases: Sequence[PasegCase], phases: Dict[str, str], sp
                                        f"{DENSE_FOLDER} / {TEST_LABELS}: dense tumour masks for evaluation. Split: "
                                        f"{split_source}.",
                            numTest=len(test))
-        write_splits(out, splits, overwrite, dataset_name=dataset_name)
+        write_splits(out, splits, dataset_name=dataset_name)
         report.write(os.path.join(out, "seed_quality.csv"), os.path.join(out, "seed_quality.json"), meta)
     if verbose:
         print(f"wrote {len(train)} training + {len(val)} validation cases to imagesTr and {len(test)} test cases "

@@ -17,14 +17,13 @@ labels 0-3 with ignore = 4, ``labelsTr_dense`` with every frame's dense labels f
 it; predicting a fold's whole block and scoring against it gives a 20-patient test). ``dataset.json`` lists the
 labelled patients.
 """
-import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 
 from nnunet_weak.annotation.nnunet_io import (ACDC_NUM_FOLDS, ACDC_PATIENTS_PER_FOLD, CARDIAC_IGNORE,
-                                             acdc_fold_patients, acdc_patient, check_splits_writable,
-                                             check_target_folder, conversion_parser, convert_acdc, find_acdc_frames)
+                                             acdc_fold_patients, acdc_patient, conversion_parser, convert_acdc,
+                                             find_acdc_frames)
 from nnunet_weak.utilities.errors import NNWError
 
 DEFAULT_SEED = 0
@@ -58,15 +57,6 @@ def acdc_semi_splits(cases: Iterable[str], labelled_patients: Iterable[int]) -> 
     return splits
 
 
-def convert_acdc_with_splits(source: str, nnunet_raw: str, dataset_name: str, splits, scribbles: bool,
-                             overwrite: bool, verbose: bool, weak_labels, kind: str, description: Optional[str] = None,
-                             dataset_json_extra: Optional[dict] = None) -> str:
-    """``convert_acdc`` with this dataset's own ``splits`` instead of the 5-fold ones; returns the dataset folder."""
-    return convert_acdc(source, nnunet_raw, dataset_name, scribbles=scribbles, overwrite=overwrite, verbose=verbose,
-                        weak_labels=weak_labels, kind=kind, splits=splits, description=description,
-                        dataset_json_extra=dataset_json_extra)
-
-
 def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction: float, seed: int = DEFAULT_SEED,
                       overwrite: bool = False, verbose: bool = True) -> str:
     """Write ``nnunet_raw/dataset_name`` with dense labels for the labelled patients and all-ignore maps for the
@@ -76,9 +66,6 @@ def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction:
     labelled = acdc_labelled_patients(patients, fraction, seed)
     labelled_set = set(labelled)
     splits = acdc_semi_splits([f.case for f in frames], labelled)
-    target = os.path.join(nnunet_raw, dataset_name)
-    check_target_folder(target, overwrite)
-    check_splits_writable(target, splits, overwrite)
 
     def labels(frame, image, gt: np.ndarray) -> np.ndarray:
         return gt if frame.patient in labelled_set else np.full_like(gt, CARDIAC_IGNORE)
@@ -89,10 +76,10 @@ def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction:
         f"ACDC cine MRI, ED and ES frames of {len(patients)} patients; labelsTr: {kind}; labelsTr_dense: dense "
         f"labels of every frame for evaluation. Splits: WSL4MIS/PCLMix blocks, fold k trains on the patients outside "
         f"20k+1..20k+20 and validates on that block's labelled patients only.")
-    folder = convert_acdc_with_splits(source, nnunet_raw, dataset_name, splits, False, overwrite, verbose, labels,
-                                      kind, description=description,
-                                      dataset_json_extra={"labelled_fraction": fraction, "labelled_seed": seed,
-                                                          "labelled_patients": labelled})
+    folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=False, overwrite=overwrite, verbose=verbose,
+                          weak_labels=labels, kind=kind, splits=splits, description=description,
+                          dataset_json_extra={"labelled_fraction": fraction, "labelled_seed": seed,
+                                              "labelled_patients": labelled})
     if verbose:
         print(f"labelled patients ({len(labelled)}): {labelled}")
     return folder

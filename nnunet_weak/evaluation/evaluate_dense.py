@@ -13,7 +13,7 @@ import json
 import math
 import multiprocessing
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -38,10 +38,11 @@ def _case_files(folder: str, file_ending: str) -> List[str]:
                   if f.endswith(file_ending) and os.path.isfile(os.path.join(folder, f)))
 
 
-def _match_cases(pred_folder: str, ref_folder: str, file_ending: str, require_all: bool = True) -> List[str]:
-    """Prediction file names, each checked to have a reference. A reference without a prediction is refused
-    unless not ``require_all`` (e.g. a full labelsTr_dense next to one fold's predictions): a missing prediction
-    must not silently leave the mean."""
+def _match_cases(pred_folder: str, ref_folder: str, file_ending: str,
+                 require_all: bool = True) -> Tuple[List[str], List[str]]:
+    """(prediction file names, each checked to have a reference; reference file names without a prediction). A
+    reference without a prediction is refused unless not ``require_all`` (e.g. a full labelsTr_dense next to one
+    fold's predictions): a missing prediction must not silently leave the mean."""
     for folder, role in ((pred_folder, "prediction"), (ref_folder, "reference")):
         if not os.path.isdir(folder):
             raise NNWError(f"{role} folder {folder} does not exist. Check the path given to "
@@ -63,7 +64,7 @@ def _match_cases(pred_folder: str, ref_folder: str, file_ending: str, require_al
         raise NNWError(f"no prediction for {len(missing_preds)} of {len(ref_files)} reference(s): {shown}{more}. "
                        f"Predict these cases, or pass --allow-missing to score only the {len(pred_files)} predicted "
                        f"case(s).")
-    return pred_files
+    return pred_files, missing_preds
 
 
 def _read_case(pred_file: str, ref_file: str, ignore_label: Optional[int] = None):
@@ -203,7 +204,7 @@ def evaluate_folder(pred_folder: str, ref_folder: str, classes: Dict[str, int], 
         raise NNWError("no classes to evaluate. Give -l NAME:VALUE ... or a dataset.json with labels besides "
                        "'background' and 'ignore'.")
     _check_outputs_free([output_json, output_md], overwrite)  # fail before the (slow) evaluation
-    files = _match_cases(pred_folder, ref_folder, file_ending, require_all=not allow_missing)
+    files, missing = _match_cases(pred_folder, ref_folder, file_ending, require_all=not allow_missing)
     jobs = [(os.path.join(pred_folder, f), os.path.join(ref_folder, f), dict(classes), ignore_label) for f in files]
     if num_processes > 1 and len(jobs) > 1:
         # spawn, as nnU-Net does: forking a process that already holds torch/threads can deadlock
@@ -213,8 +214,7 @@ def evaluate_folder(pred_folder: str, ref_folder: str, classes: Dict[str, int], 
         case_results = [_evaluate_case(*job) for job in jobs]
     per_case = {f[:-len(file_ending)]: r for f, r in zip(files, case_results)}
     results = summarize(per_case, classes)
-    results["missing_predictions"] = sorted(f[:-len(file_ending)] for f in _case_files(ref_folder, file_ending)
-                                            if f not in set(files))
+    results["missing_predictions"] = [f[:-len(file_ending)] for f in missing]
 
     for path in (output_json, output_md):
         if path is not None and os.path.dirname(path):

@@ -45,8 +45,6 @@ QUERY_GROUPS = ("per_class", "paper")
 PAPER_GROUPS = (16, 4)   # background, organ; the remaining queries form the third ("tumour") group
 
 
-
-
 # --------------------------------------------------------------------------------------------------- groups
 def query_group_sizes(query_groups: str, num_queries: int, num_classes: int) -> Tuple[int, ...]:
     """Sizes of the contiguous query blocks whose assignments are summed into the cluster outputs G.

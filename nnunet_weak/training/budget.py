@@ -190,7 +190,3 @@ class nnUNetTrainerBudget(nnUNetTrainer):
                   "loader_wait": [round(s, 4) for s in self._loader_wait_seconds]}
         with open(os.path.join(self.output_folder, TIMING_FILE), "w") as f:
             json.dump(record, f, indent=1)
-
-    def on_train_end(self):
-        super().on_train_end()
-        self._write_timing()
