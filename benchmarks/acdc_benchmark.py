@@ -7,7 +7,8 @@ set (ACDC fold 0, or the 5 dense MSCMRseg validation subjects).
         --run 802:nnUNetTrainerBudget:"nnU-Net, dense labels (upper bound)" \\
         --run 801:nnUNetTrainerBudget:"nnU-Net+pL" --run 801:nnUNetTrainerPCE:pCE
 
-Each ``--run`` is DATASET_ID:TRAINER[:LABEL]. Datasets are converted (dataset_conversion/) and planned /
+Each ``--run`` is DATASET_ID:TRAINER[:LABEL]; ``--runs K`` trains each K times (independent runs seeded
+NNW_SEED=1..K, rows "LABEL, run k", summarised as mean +- sd over runs). Datasets are converted (dataset_conversion/) and planned /
 preprocessed (``-c 2d`` + ``nnunet_weak_add_lite``) when missing in the work folder; a run whose
 ``checkpoint_final.pth`` exists is not trained again (``--retrain`` forces it). Only the stock nnU-Net commands
 train and predict; the budget reaches every trainer through NNW_NUM_EPOCHS / NNW_ITERS_PER_EPOCH.
@@ -186,11 +187,12 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         steps.run_command(["nnunet_weak_modelmix_export", "-d", source["target_id"], "-c", args.configuration,
                            "-f", args.fold, "--overwrite"], env, log)  # the benchmark's own work folder
         train_seconds = None
-    elif args.retrain or not os.path.isfile(final):
-        if args.retrain and os.path.isdir(fold_folder):
+    elif args.retrain or not os.path.isfile(final) or another_run(fold_folder, run):
+        if os.path.isdir(fold_folder) and (args.retrain or another_run(fold_folder, run)):
             shutil.rmtree(fold_folder)
         print(f"[benchmark] training {run['label']} ({run['trainer']} on {run['dataset']})")
-        train_seconds = steps.train(run["dataset_id"], args.configuration, args.fold, run["trainer"], env, log,
+        seeded = env if run.get("seed") is None else {**env, "NNW_SEED": str(run["seed"])}
+        train_seconds = steps.train(run["dataset_id"], args.configuration, args.fold, run["trainer"], seeded, log,
                                     [] if plans == DEFAULT_PLANS else ["-p", plans])
         with open(os.path.join(fold_folder, ROW_MARKER), "w") as f:
             json.dump({"label": run["label"], "table": os.path.abspath(args.out)}, f)
@@ -231,6 +233,26 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "sec_per_case": predict_seconds / len(cases),
         "per_case": os.path.relpath(kept, os.path.dirname(os.path.abspath(args.out))),  # relative to the table
     }
+
+
+def expand_runs(runs: list, k: int) -> list:
+    """Each --run as ``k`` independent training runs: rows "LABEL, run i" trained with NNW_SEED=i (i = 1..k),
+    grouped under LABEL in the table's summary. k = 1 keeps the row as it is (unseeded, as nnU-Net)."""
+    if k < 1:
+        raise NNWError(f"--runs {k}: give at least 1 run per row")
+    if k == 1:
+        return runs
+    return [{**run, "label": f"{run['label']}, run {i}", "group": run["label"], "run": i, "seed": i}
+            for run in runs for i in range(1, k + 1)]
+
+
+def another_run(fold_folder: str, run: dict) -> bool:
+    """For a row of several runs (--runs): the model folder holds a run other than this one (the runs of a row
+    share nnU-Net's folder), which is then replaced; a row's own finished run is reused (re-predicting)."""
+    if run.get("seed") is None or not os.path.isdir(fold_folder):
+        return False
+    marker = os.path.join(fold_folder, ROW_MARKER)
+    return not os.path.isfile(marker) or load_json(marker)["label"] != run["label"]
 
 
 def check_reuse(fold_folder: str, label: str, out: str) -> None:
@@ -323,6 +345,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     for name, dice, hd in published:
         lines.append(f"| {name} | - | published fold-0 predictions | | | | | {dice:.3f} | {hd:.2f} | | | |" +
                      (" |" if mixed else ""))
+    lines += run_summary_lines(rows)
     lines += [f"\nNote: {n}" for n in meta.get("notes", [])]
     invocations = meta["invocation"] if isinstance(meta["invocation"], list) else [meta["invocation"]]
     lines += ["", "Reproduce (in order):", "", "```"] + invocations + ["```", "",
@@ -333,6 +356,41 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     with open(out_prefix + ".json", "w") as f:
         json.dump(json_ready({"rows": rows, "published": published, "meta": meta}), f, indent=2, allow_nan=False)
     return table
+
+
+def run_groups(rows: list) -> dict:
+    """label of a row of several runs (``--runs``) -> its runs' rows, in table order; single rows left out."""
+    groups = {}
+    for r in rows:
+        if r.get("group"):
+            groups.setdefault(r["group"], []).append(r)
+    return {g: rs for g, rs in groups.items() if len(rs) > 1}
+
+
+def _mean_sd(values: list, digits: int = 3) -> str:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    if not values:
+        return "-"
+    sd = f" +- {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.{digits}f}{sd}"
+
+
+def run_summary_lines(rows: list) -> list:
+    """The table's "over runs" section: per row of several runs, the mean +- sd over runs of each mean."""
+    groups = run_groups(rows)
+    if not groups:
+        return []
+    lines = ["", "Over independent runs (mean +- sd over runs of each run's mean over cases; paired_difference.py "
+                 "compares two rows with a bootstrap over patients and runs):", "",
+             "| model | runs | Dice RV | Dice Myo | Dice LV | mean Dice | mean HD95 | sec/iter (median) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for group, rs in groups.items():
+        cls = [_mean_sd([r["dice"][c] for r in rs]) for c in CLASSES]
+        times = [r["sec_per_iter"] for r in rs if r.get("sec_per_iter")]
+        lines.append(f"| {group} | {len(rs)} | {' | '.join(cls)} | **{_mean_sd([r['mean_dice'] for r in rs])}** | "
+                     f"{_mean_sd([r['mean_hd95'] for r in rs], 2)} | "
+                     f"{_fmt(float(np.median(times))) if times else '-'} |")
+    return lines
 
 
 def bar_chart(rows: list, path: str) -> None:
@@ -377,6 +435,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--iters", type=int, default=50, help="training iterations per epoch")
     parser.add_argument("--val-iters", type=int, default=5, help="pseudo-Dice iterations per epoch")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="independent training runs per --run, seeded NNW_SEED=1..K (rows 'LABEL, run k'; the "
+                             "table adds mean +- sd over runs); decisive comparisons use K >= 3")
     parser.add_argument("--retrain", action="store_true", help="train again even if a final checkpoint exists")
     parser.add_argument("--rescore-timing", action="store_true",
                         help="only rewrite the report of a finished benchmark (--out) with the current timing statistic")
@@ -400,7 +461,7 @@ def main(argv=None) -> int:
                         help="predict with nnU-Net's mirroring TTA (about 4x the prediction time on a CPU)")
     args = parser.parse_args(argv)
 
-    runs = [parse_run(r) for r in args.run]
+    runs = expand_runs([parse_run(r) for r in args.run], args.runs)
     pairs = args.pairs = [parse_pair(p) for p in args.pair]
     saved = load_json(args.out + ".json") if args.append and os.path.isfile(args.out + ".json") else None
     check_one_source([r["dataset"] for r in runs + (saved["rows"] if saved else [])], args.out)

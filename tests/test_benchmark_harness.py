@@ -137,6 +137,25 @@ def test_paired_difference_resamples_patients():
     assert rows[("dice", "mean")]["difference"] == pytest.approx(0.2)
 
 
+def test_paired_difference_resamples_training_runs_too():
+    """One patient (its frames always drawn together), so all the interval's width comes from the runs: the
+    method's two runs differ from the baseline by 0.0 and 0.4; drawing two runs with replacement gives 0.0, 0.2
+    or 0.4. A patient-only bootstrap of the run means would give [0.2, 0.2]."""
+    base = [_evaluation({"p1_frame01": (0.5, 10.0), "p1_frame02": (0.5, 10.0)})]
+    method = [_evaluation({"p1_frame01": (0.5, 10.0), "p1_frame02": (0.5, None)}),
+              _evaluation({"p1_frame01": (0.9, 6.0), "p1_frame02": (0.9, 8.0)})]
+    rows = {(r["metric"], r["class"]): r for r in paired.compare(base, method, resamples=4000)}
+    dice = rows[("dice", "LV")]
+    assert dice["difference"] == pytest.approx(0.2) and dice["method_better"] == 2
+    assert (dice["ci_low"], dice["ci_high"]) == (pytest.approx(0.0), pytest.approx(0.4))
+    hd = rows[("hd95", "LV")]   # frame02: the run with a prediction only (8.0); frame01: mean of 10 and 6
+    assert hd["difference"] == pytest.approx(((8.0 - 10.0) + (8.0 - 10.0)) / 2) and hd["n_cases"] == 2
+    summary = paired.run_summary(method)
+    assert summary["runs"] == [pytest.approx(0.5), pytest.approx(0.9)] and summary["mean"] == pytest.approx(0.7)
+    with pytest.raises(NNWError, match="different cases"):
+        paired.compare(base, method + [_evaluation({"p1_frame01": (0.5, 1.0)})], 10)
+
+
 def test_paired_difference_refuses_other_cases():
     with pytest.raises(NNWError, match="different cases"):
         paired.compare(_evaluation({"p1_frame01": (0.5, 1.0)}), _evaluation({"p2_frame01": (0.5, 1.0)}), 10)
@@ -337,3 +356,58 @@ def test_iteration_cost_reads_step_and_loader_wait_from_real_training(use_env, t
     fp32, fast = row["modes"]["fp32"], row["modes"]["fast"]
     assert fp32["precision"] == "fp32" and fast["precision"] in ("fp32", "bf16 autocast (CPU)")
     assert 0 <= fp32["wait_per_iter"] < fp32["s_per_iter"]
+
+
+def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(tmp_path, monkeypatch):
+    runs = bench.expand_runs([bench.parse_run("801:nnUNetTrainerDynamicMix:DynamicMix")], 3)
+    assert [(r["label"], r["seed"], r["group"]) for r in runs] == [
+        ("DynamicMix, run 1", 1, "DynamicMix"), ("DynamicMix, run 2", 2, "DynamicMix"),
+        ("DynamicMix, run 3", 3, "DynamicMix")]
+    assert bench.expand_runs(runs[:1], 1) == runs[:1]
+    with pytest.raises(NNWError, match="at least 1"):
+        bench.expand_runs(runs, 0)
+
+    env = {"nnUNet_raw": str(tmp_path / "raw"), "nnUNet_preprocessed": str(tmp_path / "pre"),
+           "nnUNet_results": str(tmp_path / "res")}
+    (tmp_path / "pre" / "Dataset801_ACDCScribble").mkdir(parents=True)
+    (tmp_path / "pre" / "Dataset801_ACDCScribble" / "nnUNetPlans.json").write_text("{}")
+    (tmp_path / "pre" / "Dataset801_ACDCScribble" / "splits_final.json").write_text(
+        json.dumps([{"train": [], "val": ["subject1_DE"]}]))
+    monkeypatch.setattr(bench, "evaluation_cases", lambda *a: ["patient001_frame01"])
+    fold = tmp_path / "res" / "Dataset801_ACDCScribble" / "nnUNetTrainerDynamicMix__nnUNetPlans__2d_lite" / "fold_0"
+    seeds = []
+
+    def fake_train(dataset_id, configuration, f, trainer, train_env, log, extra):
+        assert not (fold / "checkpoint_final.pth").exists()         # the previous run's model was replaced
+        fold.mkdir(parents=True, exist_ok=True)
+        (fold / "checkpoint_final.pth").write_bytes(b"")
+        seeds.append(train_env.get("NNW_SEED"))
+        return 60.0
+    monkeypatch.setattr(bench.steps, "train", fake_train)
+    monkeypatch.setattr(bench.steps, "predict", lambda *a: 4.0)
+
+    def fake_evaluate(pred, reference, classes, output_json, output_md, overwrite, allow_missing):
+        with open(output_json, "w") as f:
+            json.dump(_evaluation({"patient001_frame01": (0.5, 3.0)}), f)
+        per_class = {c: {"dice": 0.5 + 0.1 * len(seeds), "hd95": 3.0} for c in classes}
+        return {"n_cases": 1, "mean": per_class, "mean_over_classes": {"dice": 0.5 + 0.1 * len(seeds), "hd95": 3.0},
+                "empty_predictions": {c: 0 for c in classes}}
+    monkeypatch.setattr(bench, "evaluate_folder", fake_evaluate)
+    (tmp_path / "raw" / "Dataset801_ACDCScribble" / "imagesTr").mkdir(parents=True)
+    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[], retrain=False, tta=False,
+                                 plans="nnUNetPlans", workdir=str(tmp_path / "work"),
+                                 out=str(tmp_path / "results" / "t"), epochs=2, iters=2)
+    (tmp_path / "work" / "predictions").mkdir(parents=True)
+    rows = [bench.run_one(r, args, env, str(tmp_path / "log")) for r in runs]
+    assert seeds == ["1", "2", "3"]
+    # the last run's own model is re-scored, not trained again; an earlier run's is trained anew
+    assert bench.run_one(runs[2], args, env, str(tmp_path / "log"))["train_wall_s"] is None and len(seeds) == 3
+    bench.run_one(runs[0], args, env, str(tmp_path / "log"))
+    assert seeds == ["1", "2", "3", "1"]
+    assert len(list((tmp_path / "results" / "per_case").iterdir())) == 3
+
+    table = _report(rows + [_row("pL", "nnUNetTrainerBudget", 0.5, 0.5)], tmp_path)
+    summary = table[table.index("Over independent runs"):]
+    line = next(x for x in summary.splitlines() if x.startswith("| DynamicMix |"))
+    assert "| 3 |" in line and "**0.700 +- 0.100**" in line            # runs scored 0.6, 0.7, 0.8
+    assert "| pL |" not in summary                                       # a single run has no summary

@@ -162,3 +162,28 @@ def test_pce_loss_is_partial_with_deep_supervision(use_env):
     weights[-1] = 0
     expected = (weights / weights.sum())[0] * np.log(4)  # uniform logits: CE = log(4) on that pixel
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def _first_batch_and_weights(monkeypatch, seed):
+    monkeypatch.setenv("NNW_SEED", str(seed))
+    trainer = make_trainer("nnUNetTrainerBudget")
+    trainer.initialize()
+    dl_train, _ = trainer.get_dataloaders()
+    batch = next(dl_train)
+    weights = torch.cat([p.detach().flatten() for p in trainer.network.parameters()])
+    return batch, weights
+
+
+def test_seed_repeats_weights_and_batches(use_env, monkeypatch):
+    """NNW_SEED=k gives run k the same initial weights and, with augmentation in-process, the same first batch;
+    another seed gives others."""
+    batch_1, weights_1 = _first_batch_and_weights(monkeypatch, 1)
+    batch_1b, weights_1b = _first_batch_and_weights(monkeypatch, 1)
+    batch_2, weights_2 = _first_batch_and_weights(monkeypatch, 2)
+    assert torch.equal(weights_1, weights_1b) and not torch.equal(weights_1, weights_2)
+    assert list(batch_1["keys"]) == list(batch_1b["keys"])
+    assert torch.equal(torch.as_tensor(batch_1["data"]), torch.as_tensor(batch_1b["data"]))
+    assert not torch.equal(torch.as_tensor(batch_1["data"]), torch.as_tensor(batch_2["data"]))
+    monkeypatch.setenv("NNW_SEED", "-3")
+    with pytest.raises(NNWError, match="NNW_SEED"):
+        make_trainer("nnUNetTrainerBudget")

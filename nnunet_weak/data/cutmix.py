@@ -67,3 +67,26 @@ def two_permutations(batch: int, device="cpu", generator: Optional[torch.Generat
     """Two independent random permutations of the batch (drawn on the CPU, returned on ``device``)."""
     return (torch.randperm(batch, generator=generator).to(device),
             torch.randperm(batch, generator=generator).to(device))
+
+
+def dynamic_mix(data: torch.Tensor, target: Union[torch.Tensor, List[torch.Tensor]], labels_a: torch.Tensor,
+                labels_b: torch.Tensor, area: float = 0.2
+                ) -> Tuple[torch.Tensor, Union[torch.Tensor, List[torch.Tensor]], torch.Tensor]:
+    """PCLMix's dynamic mix of one batch (spec ``pclmix.md`` 6.4): two permutations a and b of the batch, one box
+    per sample, and a coin flip which permutation fills the box; the other fills the surroundings.
+
+    data: (b, c, H, W) images; target: (b, 1, H, W) label map or the deep-supervision list; labels_a / labels_b:
+    (b, H, W) pseudo labels of every sample from two sources (the same tensor twice for one source), of which
+    permutation a takes ``labels_a`` and b ``labels_b``.
+    Returns the mixed images, mixed targets (every scale) and mixed pseudo labels (b, H, W).
+    """
+    b = data.shape[0]
+    perm_a, perm_b = two_permutations(b, data.device)
+    label_a, label_b = labels_a[perm_a], labels_b[perm_b]
+    box = random_boxes(b, data.shape[2:], area, device=data.device)
+    if torch.rand(()).item() < 0.5:                             # box from a, surroundings from b
+        inside, outside, label_in, label_out = perm_a, perm_b, label_a, label_b
+    else:
+        inside, outside, label_in, label_out = perm_b, perm_a, label_b, label_a
+    return (mix_batch(data, box, inside, outside), mix_batch(target, box, inside, outside),
+            mix(box, label_in, label_out))

@@ -1,7 +1,7 @@
 # Shim read by nnU-Net's trainer lookup. Absolute imports only: this folder is imported as a top-level path.
 from nnunet_weak.training.budget import nnUNetTrainerBudget  # noqa: F401
 from nnunet_weak.training.pce import nnUNetTrainerPCE  # noqa: F401
-from nnunet_weak.training.labelled_only import nnUNetTrainerLabelledOnly  # noqa: F401
+from nnunet_weak.training.labelled_only import nnUNetTrainerFewLabels, nnUNetTrainerLabelledOnly  # noqa: F401
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase  # noqa: F401
 from nnunet_weak.training.paseg import (nnUNetTrainerPASeg, nnUNetTrainerPASeg_fixedRamp,  # noqa: F401
                                         nnUNetTrainerPASeg_fullAug, nnUNetTrainerPASeg_lowCRF,
@@ -16,5 +16,6 @@ from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKU
                                           nnUNetTrainerDKUXNet_shared)
 from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite,  # noqa: F401
                                        nnUNetTrainerKMaX_queryLoss)
+from nnunet_weak.training.dynamic_mix import nnUNetTrainerDynamicMix, nnUNetTrainerDynamicMix_dsHead  # noqa: F401,E501
 from nnunet_weak.training.modelmix import (nnUNetTrainerModelMix, nnUNetTrainerModelMix_official,  # noqa: F401
                                            nnUNetTrainerModelMixAux)

@@ -29,6 +29,7 @@ from nnunet_weak.training.two_networks import unwrap
 from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.env import env_flag, env_int, require_env
 from nnunet_weak.utilities.errors import NNWError
+from nnunet_weak.utilities.seeding import seed_everything
 
 LENGTH_VARIABLES = {
     "NNW_NUM_EPOCHS": ("num_epochs", 1),
@@ -66,7 +67,12 @@ class nnUNetTrainerBudget(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         require_env("nnUNet_results", "to write the trained model")  # nnU-Net would fail in makedirs(None)
+        seed = env_int("NNW_SEED", 0)
+        if seed is not None:  # before nnU-Net's __init__: nothing random happens earlier
+            seed_everything(seed)
         super().__init__(plans, configuration, fold, dataset_json, device)
+        if seed is not None:
+            self.print_to_log_file(f"nnunet_weak: random generators seeded with NNW_SEED={seed}")
         changed = apply_training_length(self)
         self.length_from_env = changed  # subclasses with their own default length must not override these
         if changed:

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from nnunet_weak.data.cutmix import mix, mix_batch, random_boxes, two_permutations
+from nnunet_weak.data.cutmix import dynamic_mix
 from nnunet_weak.losses.partial_ce import PartialCrossEntropy
 from nnunet_weak.losses.pixel_contrast import MemoryQueue, PixelContrast
 from nnunet_weak.networks.pclmix_net import build_pclmix_network
@@ -145,19 +145,9 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
     def mixed_terms(self, data, target, p_cnn, p_aux):
         """(L_mix + L_pl, mixed logit MSE, logs) of one mixed batch; p_cnn / p_aux are the clean pass's
         probabilities (no gradient)."""
-        b = data.shape[0]
-        perm_a, perm_b = two_permutations(b, data.device)
         with torch.no_grad():
-            label_a = p_cnn.argmax(1)[perm_a]                       # CNN pseudo labels for permutation a
-            label_b = p_aux.argmax(1)[perm_b]                       # Swin pseudo labels for permutation b
-        box = random_boxes(b, data.shape[2:], self.mix_area, device=data.device)
-        if torch.rand(()).item() < 0.5:                             # box from a, surroundings from b
-            inside, outside, label_in, label_out = perm_a, perm_b, label_a, label_b
-        else:
-            inside, outside, label_in, label_out = perm_b, perm_a, label_b, label_a
-        data_m = mix_batch(data, box, inside, outside)
-        target_m = mix_batch(target, box, inside, outside)          # every deep-supervision scale
-        pseudo_m = mix(box, label_in, label_out)                    # (b, H, W)
+            data_m, target_m, pseudo_m = dynamic_mix(data, target, p_cnn.argmax(1), p_aux.argmax(1),
+                                                     self.mix_area)  # cross-decoder pseudo labels
         scribble_m = target_m[0] if isinstance(target_m, list) else target_m
 
         main_m, aux_m, _ = self.network.forward_train(data_m, with_embedding=False)

@@ -9,6 +9,8 @@
 |                           | ``nnUNetv2_train ... --val`` without this variable)                 |                  |
 | NNW_CPU_BF16              | 1: bf16 autocast for 2D networks on CPUs with native bf16 (AMX-BF16,| 0                |
 |                           | AVX512-BF16); 0: fp32, nnU-Net's path; 3D networks always fp32      |                  |
+| NNW_SEED                  | seed of Python / NumPy / torch before the trainer starts (repeatable| none (random)    |
+|                           | runs, benchmark run k); unset: every run independent, as nnU-Net    |                  |
 | NNW_NUM_THREADS           | CPU training threads (nnUNetv2_train -device cpu uses all cores)    | all cores        |
 | NNW_LABELLED_FRACTION     | share of each batch drawn from labelled cases when a dataset also   | trainer's        |
 |                           | holds unlabelled (all-ignore) cases, in [0, 1]                      |                  |
