@@ -396,3 +396,55 @@ def test_multiclass_conflict_is_ignore_and_errors():
         expand_points(image, [p for p in points if p.kind == BACKGROUND], (1.0, 1.0, 1.0))
     with pytest.raises(NNWError, match="outside the image"):
         expand_points(image, [PointRecord(1, 1, FOREGROUND, (9, 0, 0))], (1.0, 1.0, 1.0))
+
+
+def test_competing_expansion_gives_contested_voxels_to_the_nearest_click():
+    """Flat image, lam 0: geodesic = Euclidean. Two classes' clicks 3 voxels apart claim the voxels between
+    them; PA-Seg leaves them ignore, the competing expansion gives each to the nearer click, and a voxel nearer
+    to a target's own background click than to its foreground click is never that target's."""
+    image = np.zeros((7, 9, 12), dtype=np.float32)
+
+    def target(k, cls, centre, reach=3):
+        recs = [PointRecord(k, cls, FOREGROUND, centre)]
+        for a, d in itertools.product(range(3), (-reach, reach)):
+            v = list(centre)
+            v[a] += d
+            recs.append(PointRecord(k, cls, BACKGROUND, tuple(v), a, int(np.sign(d))))
+        return recs
+    points = target(1, 1, (3, 4, 4)) + target(2, 2, (3, 4, 7))
+    kw = dict(lam=0.0, threshold=0.5, label_background_points=False)
+    paseg = expand_points(image, points, (1.0, 1.0, 1.0), **kw).labels
+    competing = expand_points(image, points, (1.0, 1.0, 1.0), exclusive=True, **kw).labels
+    contested = paseg == 3
+    contested &= np.isin(expand_points(image, points[:7], (1.0, 1.0, 1.0), **kw).labels, [1])
+    assert contested.any()
+    z, y, x = np.nonzero(contested)
+    d1 = np.sqrt((z - 3) ** 2 + (y - 4) ** 2 + (x - 4) ** 2)
+    d2 = np.sqrt((z - 3) ** 2 + (y - 4) ** 2 + (x - 7) ** 2)
+    got = competing[z, y, x]
+    assert np.all(got[d1 < d2] != 2) and np.all(got[d2 < d1] != 1)   # never the farther click's class
+    assert np.isin(got, [1, 2]).any()                                 # PA-Seg's ignore becomes a class
+    # the background-click rule: with distant background clicks nothing changes, with close ones the seed shrinks
+    alone = expand_points(image, target(1, 1, (3, 4, 5)), (1.0, 1.0, 1.0), exclusive=True, **kw).labels
+    assert (alone == 1).sum() <= (expand_points(image, target(1, 1, (3, 4, 5)), (1.0, 1.0, 1.0),
+                                                **kw).labels == 1).sum()
+    bg_points = [p.voxel for p in target(1, 1, (3, 4, 5)) if p.kind == BACKGROUND]
+    assert all(alone[v] != 1 for v in bg_points)
+
+
+def test_zscore_expansion_is_invariant_to_intensity_scale_and_per_class_thresholds():
+    lab, image = _sphere_case()
+    spacing = (2.0, 1.0, 1.0)
+    points = simulate_points(lab, spacing)
+    z = expand_points(image, points, spacing, normalise="zscore").labels
+    np.testing.assert_array_equal(z, expand_points(image * 7.0 + 50.0, points, spacing, normalise="zscore").labels)
+    raw = expand_points(image, points, spacing).labels
+    # PA-Seg's cost depends on the raw intensity scale
+    assert not np.array_equal(raw, expand_points(image * 0.01, points, spacing).labels)
+    tight = expand_points(image, points, spacing, threshold={1: 0.05}).labels
+    assert 0 < (tight == 1).sum() < (raw == 1).sum()
+    np.testing.assert_array_equal(expand_points(image, points, spacing, threshold={2: 0.9}).labels, raw)  # default
+    with pytest.raises(NNWError, match="threshold"):
+        expand_points(image, points, spacing, threshold={1: 1.5})
+    with pytest.raises(NNWError, match="zscore"):
+        expand_points(image, points, spacing, normalise="minmax")

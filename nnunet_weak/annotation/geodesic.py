@@ -65,7 +65,7 @@ Choices where the spec is silent (what an nnU-Net user would expect):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -312,22 +312,36 @@ def _group_targets(points) -> Dict[int, list]:
 
 
 def expand_points(image: np.ndarray, points, spacing: Sequence[float], lam: float = DEFAULT_LAMBDA,
-                  iterations: Optional[int] = DEFAULT_ITERATIONS, threshold: float = DEFAULT_THRESHOLD,
+                  iterations: Optional[int] = DEFAULT_ITERATIONS,
+                  threshold: Union[float, Dict[int, float]] = DEFAULT_THRESHOLD,
                   ignore_label: Optional[int] = None, background_at_min_intensity: bool = False,
-                  label_background_points: bool = True, backend: str = "numba") -> PointExpansion:
+                  label_background_points: bool = True, backend: str = "numba", normalise: str = "none",
+                  exclusive: bool = False) -> PointExpansion:
     """Expand point clicks into a partial label map (0 background, target classes, ``ignore_label``); §2.
 
     ``image``: the raw (not normalised) image, (D, H, W) or channel-first (C, D, H, W); ``points``: records with
     ``target``, ``label``, ``kind`` ("foreground"/"background") and ``voxel`` (z, y, x), e.g. from
     :func:`nnunet_weak.annotation.points.simulate_points`; ``spacing``: physical spacing (z, y, x). See the
     module docstring for the rules and the choices made.
+
+    Options beyond PA-Seg (defaults: PA-Seg's behaviour):
+    ``threshold`` may map a class to its own tau (thin targets such as a myocardial ring need a tighter one);
+    ``normalise="zscore"`` computes the distances on the per-case z-scored image (per channel, as nnU-Net's
+    normalisation), so that the intensity term of the step cost does not saturate on raw scanner values;
+    ``exclusive=True`` makes the expansion a competition of the clicks: a voxel joins target k only where k's
+    foreground click is geodesically nearer than k's own background clicks, and a voxel that several targets
+    claim goes to the one whose foreground click is nearest (absolute distance), never to two and never ignore.
     """
     img = np.asarray(image)
     if img.ndim not in (3, 4):
         raise NNWError(f"image has shape {img.shape}; expected (D, H, W) or channel-first (C, D, H, W).")
     shape = img.shape if img.ndim == 3 else img.shape[1:]
-    if not 0.0 < threshold <= 1.0:
-        raise NNWError(f"geodesic threshold must lie in (0, 1], got {threshold}.")
+    taus = threshold if isinstance(threshold, dict) else {}
+    for tau in list(taus.values()) + ([] if isinstance(threshold, dict) else [threshold]):
+        if not 0.0 < tau <= 1.0:
+            raise NNWError(f"geodesic threshold must lie in (0, 1], got {tau}.")
+    if normalise not in ("none", "zscore"):
+        raise NNWError(f"normalise={normalise!r}: expected 'none' (PA-Seg: raw intensities) or 'zscore'.")
     groups = _group_targets(points)
     if not groups:
         raise NNWError("no points given; every case needs at least one target (1 foreground + 6 background "
@@ -353,6 +367,12 @@ def expand_points(image: np.ndarray, points, spacing: Sequence[float], lam: floa
     dtype = np.uint8 if ignore <= 255 else np.int16
 
     channels = img if img.ndim == 4 else img[None]
+    if normalise == "zscore":
+        flat = channels.reshape(channels.shape[0], -1).astype(np.float64)
+        mean, std = flat.mean(axis=1), flat.std(axis=1)
+        channels = ((channels - mean[:, None, None, None]) / np.maximum(std, 1e-8)[:, None, None, None])
+    nearest = np.full(shape, np.inf)                       # exclusive: nearest foreground click so far
+    owner = np.zeros(shape, dtype=np.int32)                # exclusive: class of that target
     n_fg = np.zeros(shape, dtype=np.int32)                 # how many targets call a voxel foreground
     fg_class = np.zeros(shape, dtype=np.int32)             # class of those targets (-1: several classes)
     n_bg = np.zeros(shape, dtype=np.int32)                 # how many targets call a voxel background
@@ -367,9 +387,21 @@ def expand_points(image: np.ndarray, points, spacing: Sequence[float], lam: floa
             if r.kind == "foreground":
                 seeds[tuple(v - lo)] = True
         dist = geodesic_distance_3d(crop, seeds, spacing, lam, iterations, backend)
-        thr = float(dist.max()) * float(threshold)
-        fg = dist.astype(np.float64) < thr
         c = classes[k]
+        tau = taus.get(c, DEFAULT_THRESHOLD) if isinstance(threshold, dict) else threshold
+        thr = float(dist.max()) * float(tau)
+        fg = dist.astype(np.float64) < thr
+        if exclusive:
+            background_seeds = np.zeros(crop.shape[1:], dtype=bool)
+            for r, v in zip(recs, vox):
+                if r.kind != "foreground":
+                    background_seeds[tuple(v - lo)] = True
+            if background_seeds.any():
+                fg &= dist < geodesic_distance_3d(crop, background_seeds, spacing, lam, iterations, backend)
+            absolute = np.full(shape, np.inf)
+            absolute[sl] = np.where(fg, dist, np.inf)
+            closer = absolute < nearest
+            nearest[closer], owner[closer] = absolute[closer], c
         fg_full = np.zeros(shape, dtype=bool)
         fg_full[sl] = fg
         fg_class[fg_full & (n_fg > 0) & (fg_class != c)] = -1
@@ -384,6 +416,9 @@ def expand_points(image: np.ndarray, points, spacing: Sequence[float], lam: floa
     labels[n_bg == len(groups)] = 0
     agree = (n_fg > 0) & (fg_class > 0)
     labels[agree] = fg_class[agree]
+    if exclusive:
+        contested = (n_fg > 0) & (fg_class < 0)
+        labels[contested] = owner[contested]
     if background_at_min_intensity:
         flat = channels.reshape(channels.shape[0], -1)
         at_min = np.all(flat == flat.min(axis=1, keepdims=True), axis=0).reshape(shape)

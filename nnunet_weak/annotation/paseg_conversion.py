@@ -188,15 +188,16 @@ def add_point_arguments(parser: argparse.ArgumentParser) -> None:
     add_simulation_arguments(parser)
 
 
-def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the click-simulation and expansion options --margin-mm, --jitter, --seed and --threshold (every
-    PA-Seg points conversion, Dataset804 included)."""
+def add_simulation_arguments(parser: argparse.ArgumentParser, threshold: bool = True) -> None:
+    """Add the click-simulation options --margin-mm, --jitter, --seed and (``threshold``) the expansion's
+    --threshold (every PA-Seg points conversion; Dataset804 names whole expansion recipes instead)."""
     parser.add_argument("--margin-mm", type=float, default=DEFAULT_MARGIN_MM,
                         help="simulation: distance of the background clicks outside the target (mm, >= 1 voxel)")
     parser.add_argument("--jitter", type=int, default=0, help="simulation: annotator noise of the clicks (voxels)")
     parser.add_argument("--seed", type=int, default=0, help="simulation: random seed of the jitter")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help="foreground = geodesic distance below this fraction of the in-box maximum")
+    if threshold:
+        parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                            help="foreground = geodesic distance below this fraction of the in-box maximum")
 
 
 def point_options(args: argparse.Namespace) -> PointOptions:
