@@ -339,3 +339,34 @@ def test_crf_custom_backward_equals_autograd_of_the_pair_loop():
                 total = total + (k * (1 - (p[:, :, i, j] * p[:, :, i + dy, j + dx]).sum(1))).sum()
     (total / (b * h * w)).backward()
     assert torch.allclose(fast.grad.double(), logits.grad, atol=1e-7)
+
+
+def test_vm_reference_classes_scales_the_class_sum():
+    torch.manual_seed(0)
+    logits, image = torch.randn(2, 4, 12, 12), torch.rand(2, 1, 12, 12)
+    plain = VarianceMinimisationLoss()(logits, image)
+    assert VarianceMinimisationLoss(reference_classes=2)(logits, image).item() == pytest.approx(plain.item() / 2)
+    binary = torch.randn(2, 2, 12, 12)
+    assert VarianceMinimisationLoss(reference_classes=2)(binary, image).item() == \
+        pytest.approx(VarianceMinimisationLoss()(binary, image).item())
+    with pytest.raises(ValueError, match="reference_classes"):
+        VarianceMinimisationLoss(reference_classes=0)
+
+
+def test_paseg_crf_kernel_is_physical_in_3d():
+    """ACDC-like 3D spacing (10 mm slices, 1.5 mm in plane): in plane the kernel equals the spec's 6 pixels of the
+    2x grid; along the slices voxels 50 mm apart no longer get weight 0.7 (pixel units) but almost none."""
+    from nnunet_weak.training.paseg import paseg_crf
+    crf = paseg_crf((10.0, 1.5, 1.5))
+    shape = (8, 64, 64)
+    grid = crf.grid_shape(shape)
+    assert grid == (8, 32, 32) and crf.use_mm
+    steps = crf._steps(3, shape, grid)
+
+    def weight(offset_px, axis):
+        return math.exp(-(offset_px * steps[axis]) ** 2 / (2 * crf.sigma_xy ** 2))
+    in_plane_spec = [math.exp(-k ** 2 / (2 * 6.0 ** 2)) for k in range(1, 6)]
+    assert [weight(k, 2) for k in range(1, 6)] == pytest.approx(in_plane_spec, rel=0.05)  # (n-1)/(m-1) steps
+    assert math.exp(-5 ** 2 / (2 * 6.0 ** 2)) > 0.7 and weight(5, 0) < 0.05
+    flat = paseg_crf((1.5, 1.5))
+    assert not flat.use_mm and flat.sigma_xy == 6.0

@@ -117,6 +117,31 @@ def test_scm_loss_self_and_cross_monitoring(use_env):
     assert logs["kd_primary"].item() > 0
 
 
+def test_scm_measures_per_class_seed_recall_of_stage1_models(use_env):
+    """Stage 2 refuses a stage-1 model that lost a class: class_seed_recall counts, per foreground class of the
+    seeds, the share predicted as that class; a model biased to background has recall 0 for every class."""
+    trainer = make_trainer("nnUNetTrainerPASegSCM")
+    trainer.initialize()
+    target = torch.full((2, 1, 48, 48), 4.0)                    # ignore
+    target[0, 0, 5:10, 5:10] = 1
+    target[1, 0, 20:30, 20:22] = 3
+    target[:, 0, 40:, :] = 0
+    batch = {"data": torch.randn(2, 1, 48, 48), "target": [target]}
+
+    class Fixed(torch.nn.Module):                                # predicts class 1 on the left half, else 0
+        def forward(self, x):
+            logits = torch.zeros(x.shape[0], 4, *x.shape[2:])
+            logits[:, 1, :, :24] = 5.0
+            return logits
+    recall = trainer.class_seed_recall(Fixed(), [batch])
+    assert recall == {1: 1.0, 3: 0.0}                             # class 3's seeds lie at x = 20..21: class 1
+    target[1, 0, 20:30, 30:32] = 3                                 # as many class-3 seeds on the right half
+    assert trainer.class_seed_recall(Fixed(), [batch]) == {1: 1.0, 3: 0.0}
+    with pytest.raises(NNWError, match=r"stage1\.pth.*class\(es\) 3 \(recall 0.000\)"):
+        trainer.check_stage1([(Fixed(), "stage1.pth")], [batch])
+    trainer.check_stage1([(trainer.network, "live.pth")], [{"data": batch["data"], "target": [target * 0]}])
+
+
 def test_scm_stage1_checkpoint_errors(use_env, tmp_path, monkeypatch):
     trainer = make_trainer("nnUNetTrainerPASegSCM")
     trainer.initialize()
@@ -248,3 +273,20 @@ def test_regularisers_wait_for_foreground_seeds(use_env):
     assert trainer.compute_loss(perfect, target, data, {})[1]["ramp"] == pytest.approx(np.exp(-5 * 0.5 ** 2))
     fixed = make_trainer("nnUNetTrainerPASeg_fixedRamp")
     assert fixed.foreground_gate is None
+
+
+def test_all_heads_variant_regularises_every_head_with_nnunets_weights(use_env):
+    trainer, data, output, target = _ramp_setup("nnUNetTrainerPASeg_allHeads")
+    trainer.foreground_gate = None
+    trainer.current_epoch = 5
+    weights = trainer.loss.weight_factors
+    images = trainer.images_per_scale(data, output)
+    crf = sum(w * trainer.crf_loss(o, i) for w, o, i in zip(weights, output, images) if w) / sum(weights)
+    vm = sum(w * trainer.vm_loss(o, i) for w, o, i in zip(weights, output, images) if w) / sum(weights)
+    loss, logs = trainer.compute_loss(output, target, data, {})
+    assert logs["crf"].item() == pytest.approx(crf.item(), rel=1e-5)
+    assert logs["vm"].item() == pytest.approx(vm.item(), rel=1e-5)
+    one_head = make_trainer("nnUNetTrainerPASeg")
+    one_head.initialize()
+    assert one_head.head_regularisers(output, data)[0].item() == pytest.approx(
+        one_head.crf_loss(output[0], data).item(), rel=1e-6)

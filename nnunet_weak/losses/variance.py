@@ -24,6 +24,10 @@ Conventions (spec ``paseg.md``; section numbers refer to it):
   the selected channels, i.e. the per-channel variances are summed, like the intensity term of the CRF kernel.
   ``channels`` selects the channels (None = all).
 - An optional ``mask`` of valid voxels (for example padding) multiplies every class's weights.
+- ``reference_classes``: the sum over C classes is scaled by reference_classes / C, so that a multi-class
+  dataset gets the weight the original tuned for its 2 classes (PA-Seg's trainer passes 2). A count of the
+  classes *present* would jump whenever a class enters or leaves a patch; a class absent from the patch already
+  adds ~0, so the constant scale changes nothing but the overall weight.
 """
 from typing import Optional, Sequence
 
@@ -43,6 +47,7 @@ class VarianceMinimisationLoss(nn.Module):
         channels: image channels used; None = all.
         min_margin: tolerance of the "min" rule.
         from_logits: the first input holds logits (softmax taken here); False = probabilities.
+        reference_classes: scale the class sum by reference_classes / C (None: no scaling).
 
     Shapes:
         logits: (b, C, *spatial), any float dtype; image: (b, c, *spatial), same spatial shape (no gradient flows
@@ -52,7 +57,8 @@ class VarianceMinimisationLoss(nn.Module):
     """
 
     def __init__(self, eps: float = 1e-6, background_mask: str = "min", background_class: Optional[int] = 0,
-                 channels: Optional[Sequence[int]] = None, min_margin: float = 1e-5, from_logits: bool = True):
+                 channels: Optional[Sequence[int]] = None, min_margin: float = 1e-5, from_logits: bool = True,
+                 reference_classes: Optional[int] = None):
         super().__init__()
         if background_mask not in _BACKGROUND_MASKS:
             raise ValueError(f"background_mask must be one of {_BACKGROUND_MASKS}, got {background_mask!r}")
@@ -64,6 +70,9 @@ class VarianceMinimisationLoss(nn.Module):
         self.channels = None if channels is None else [int(c) for c in channels]
         self.min_margin = float(min_margin)
         self.from_logits = bool(from_logits)
+        if reference_classes is not None and reference_classes < 1:
+            raise ValueError("reference_classes must be >= 1")
+        self.reference_classes = reference_classes
 
     def forward(self, logits: torch.Tensor, image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -112,4 +121,5 @@ class VarianceMinimisationLoss(nn.Module):
             x = image[:, k:k + 1]  # (b, 1, N)
             mean = (weights * x).sum(dim=2, keepdim=True) / size.unsqueeze(2)  # (b, C, 1)
             spread = spread + (weights * (x - mean) ** 2).sum(dim=2)
-        return (spread / size).sum(dim=1).mean()
+        loss = (spread / size).sum(dim=1).mean()
+        return loss if self.reference_classes is None else loss * (self.reference_classes / n_classes)

@@ -3,12 +3,16 @@ spread the sparse labels along the image.
 
     loss = nnU-Net's Dice + CE on the labelled voxels (deep supervision, ignore label)
            + w(t) * (1.0 * mCRF + 0.1 * VM)          on the full-resolution head, in float32
+                                                     (``_allHeads``: on every head, nnU-Net's head weights)
 
 - mCRF (``MultiViewGatedCRFLoss``): neighbouring pixels of similar intensity should share a class; three
   views on a 2x-downsampled grid in 3D (1x along an axis more than twice as coarse as the finest), the image
   plane at full resolution in 2D.
 - VM (``VarianceMinimisationLoss``): each soft class region should be homogeneous in intensity; background
-  voxels at the patch minimum are left out (exactly-zero voxels when the plans normalise inside a mask).
+  voxels at the patch minimum are left out (exactly-zero voxels when the plans normalise inside a mask). The sum
+  over classes is scaled by 2 / C: the weight 0.1 was tuned for the original's two classes.
+- In 3D the mCRF position kernel is physical (``paseg_crf``): the spec's 6 pixels in pixel units span 60 mm
+  along ACDC's 10 mm slices.
 - w(t) = exp(-5 (1 - t)^2) over 10 % of all iterations, then 1. It starts once the full-resolution head
   predicts at least half of the foreground seed voxels of its batches (running mean over 10 steps), and not
   before ``ramp_start``. The spec's ramp starts at iteration 0 (``nnUNetTrainerPASeg_fixedRamp``); in the
@@ -40,6 +44,19 @@ from nnunet_weak.utilities.ramps import OnsetGate
 AFFINITY_DESTROYING = (GaussianNoiseTransform, GaussianBlurTransform, SimulateLowResolutionTransform)
 
 
+def paseg_crf(spacing) -> MultiViewGatedCRFLoss:
+    """PA-Seg's mCRF for patches of this spacing. The spec's position kernel is 6 pixels of the resampled grid;
+    in 3D that grid keeps a coarse axis (ACDC: 10 mm slices) at full resolution, where 6 pixels are 60 mm and
+    voxels 50 mm apart still get weight 0.7. In 3D the kernel is therefore 6 pixels of the finest resampled axis
+    (2x downsampled: 12 x the finest spacing) in millimetres along every axis; on isotropic grids this is the
+    spec's kernel. 2D keeps pixel units (one image plane)."""
+    if len(spacing) != 3:
+        return MultiViewGatedCRFLoss(sigma_rgb=0.1, sigma_xy=6.0, radius=5, downsample="auto")
+    finest_step = 2 * min(spacing)          # "auto" halves the finest axes
+    return MultiViewGatedCRFLoss(sigma_rgb=0.1, sigma_xy=6.0 * finest_step, radius=5, downsample="auto",
+                                 spacing=spacing, use_mm=True)
+
+
 class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
     crf_weight = 1.0
     vm_weight = 0.1
@@ -47,15 +64,14 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
     ramp_end = 0.1
     wait_for_foreground = 0.5  # ...shifted to start when this share of foreground seeds is predicted (None: never)
     full_augmentation = False
+    all_heads = False          # regularisers on every deep-supervision head (nnU-Net's head weights)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        spacing = self.configuration_manager.spacing
-        self.crf_loss = MultiViewGatedCRFLoss(sigma_rgb=0.1, sigma_xy=6.0, radius=5, downsample="auto",
-                                              spacing=spacing if len(spacing) == 3 else None)
+        self.crf_loss = paseg_crf(self.configuration_manager.spacing)
         mask_norm = any(self.configuration_manager.use_mask_for_norm or [])
-        self.vm_loss = VarianceMinimisationLoss(background_mask="zero" if mask_norm else "min")
+        self.vm_loss = VarianceMinimisationLoss(background_mask="zero" if mask_norm else "min", reference_classes=2)
         self.foreground_gate = None
         if self.wait_for_foreground is not None:
             self.foreground_gate = OnsetGate(self.wait_for_foreground)
@@ -73,6 +89,22 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
     def regularisers(self, logits: torch.Tensor, image: torch.Tensor):
         """(mCRF, VM) of the full-resolution logits (b, C, *spatial) and input image (b, c, *spatial)."""
         return self.crf_loss(logits, image), self.vm_loss(logits, image)
+
+    def head_regularisers(self, output, data: torch.Tensor):
+        """(mCRF, VM) of the full-resolution head, or with ``all_heads`` the mean over the deep-supervision heads
+        weighted as nnU-Net weights their partial losses (each head against the image resized to its grid)."""
+        heads = output if isinstance(output, (list, tuple)) else [output]
+        if not self.all_heads or len(heads) == 1:
+            return self.regularisers(heads[0], data)
+        weights = getattr(self.loss, "weight_factors", None) or (1.0,) * len(heads)
+        images = self.images_per_scale(data, heads)
+        crf = vm = 0.0
+        for w, head, image in zip(weights, heads, images):
+            if w:
+                c, v = self.regularisers(head, image)
+                crf, vm = crf + w * c, vm + w * v
+        total = float(sum(w for w in weights[:len(heads)]))
+        return crf / total, vm / total
 
     def seed_recall(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         """Share of the labelled foreground voxels of (b, 1, *spatial) ``labels`` that the (b, C, *spatial)
@@ -103,11 +135,11 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
             self.foreground_gate.update(logs["seed_recall"], self.progress)
         weight = self.regulariser_weight()
         if weight > 0:
-            crf, vm = self.regularisers(logits, data)
+            crf, vm = self.head_regularisers(output, data)
             loss = seg + weight * (self.crf_weight * crf + self.vm_weight * vm)
         else:
             with torch.no_grad():       # logged only: no backward through them while they are off
-                crf, vm = self.regularisers(logits, data)
+                crf, vm = self.head_regularisers(output, data)
             loss = seg
         logs.update({"seg": seg.detach(), "crf": crf.detach(), "vm": vm.detach(), "ramp": weight})
         return loss, logs
@@ -128,6 +160,12 @@ class nnUNetTrainerPASeg_noDS(nnUNetTrainerPASeg):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.enable_deep_supervision = False
+
+
+class nnUNetTrainerPASeg_allHeads(nnUNetTrainerPASeg):
+    """mCRF + VM on every deep-supervision head, not only the full-resolution one: with the partial loss spread
+    over all heads, regularising one head lets the others keep fitting the seeds while it alone gives in."""
+    all_heads = True
 
 
 class nnUNetTrainerPASeg_fixedRamp(nnUNetTrainerPASeg):

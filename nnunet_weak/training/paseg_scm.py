@@ -20,8 +20,10 @@ Dice + CE with deep supervision, without ignore label; the KD term uses the full
 - The checkpoint's ``network_weights`` hold the primary only, so ``nnUNetv2_predict -tr nnUNetTrainerPASegSCM``
   predicts with it; the auxiliary network, its optimiser and both snapshots are extra checkpoint state, so
   ``--c`` resumes. Validation (pseudo Dice) uses the primary with nnU-Net's partial loss on the weak labels.
+- Stage 2 refuses to start from a stage-1 model that lost a class: on a few training batches each model must
+  give every foreground class present in the seeds at least ``min_stage1_recall`` of that class's seed voxels.
+  Distilling a collapsed model (ACDC points: LV and RV gone) only teaches its peer the collapse.
 """
-import os
 from os.path import join
 
 import torch
@@ -31,8 +33,9 @@ from nnunet_weak.losses.distillation import KnowledgeDistillationLoss
 from nnunet_weak.training.loss_factory import dice_ce_loss, hard_targets_like
 from nnunet_weak.training.paseg import nnUNetTrainerPASeg, nnUNetTrainerPASegAux
 from nnunet_weak.training.two_networks import (frozen_copy, load_network_weights, optimizer_like_nnunet, refresh,
-                                               set_deep_supervision, unwrap)
+                                               set_deep_supervision)
 from nnunet_weak.utilities.env import env_path
+from nnunet_weak.utilities.errors import NNWError
 
 
 class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
@@ -43,6 +46,8 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
     primary_stage1_trainer = "nnUNetTrainerPASeg"
     aux_stage1_trainer = "nnUNetTrainerPASegAux"
     wait_for_foreground = None    # no regularisers in stage 2
+    min_stage1_recall = 0.01      # per foreground class, on the seeds of ``stage1_check_batches`` batches
+    stage1_check_batches = 2
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -93,7 +98,42 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
         load_network_weights(self.aux_network, aux, self.configuration_name,
                              "the auxiliary network of nnUNetTrainerPASegSCM", "NNW_SCM_AUX_CHECKPOINT")
         self.refresh_snapshots()
+        batches = [next(self.dataloader_train) for _ in range(self.stage1_check_batches)]
+        self.check_stage1([(self.snapshot_primary, primary), (self.snapshot_aux, aux)], batches)
         self.print_to_log_file(f"nnunet_weak: stage 2 starts from {primary} and {aux}")
+
+    def check_stage1(self, models, batches) -> None:
+        """Raise when one of the (network, checkpoint path) ``models`` lost a class on these batches."""
+        for network, path in models:
+            recall = self.class_seed_recall(network, batches)
+            lost = {c: r for c, r in recall.items() if r < self.min_stage1_recall}
+            if lost:
+                raise NNWError(f"the stage-1 model {path} predicts almost none of the seeds of class(es) "
+                               f"{', '.join(f'{c} (recall {r:.3f})' for c, r in lost.items())} on training "
+                               f"batches: stage 2 would distil that collapse. Train stage 1 until it predicts "
+                               f"every class (longer, or nnUNetTrainerPASeg_lowCRF / _lateRamp), then start "
+                               f"stage 2.")
+
+    def class_seed_recall(self, network, batches) -> dict:
+        """{foreground class: share of its seed voxels that ``network`` assigns to it} over ``batches`` (nnU-Net
+        batch dicts; full-resolution targets), for the classes the seeds contain."""
+        ignore = self.label_manager.ignore_label
+        hits, totals = {}, {}
+        with torch.no_grad():
+            for batch in batches:
+                data = batch["data"].to(self.device)
+                target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
+                target = target.to(self.device)[:, 0].long()
+                with self.autocast():
+                    output = network(data)
+                predicted = (output[0] if isinstance(output, (list, tuple)) else output).argmax(1)
+                for c in torch.unique(target).tolist():
+                    if c == 0 or c == ignore:
+                        continue
+                    seeds = target == c
+                    hits[c] = hits.get(c, 0) + int((predicted[seeds] == c).sum())
+                    totals[c] = totals.get(c, 0) + int(seeds.sum())
+        return {c: hits[c] / totals[c] for c in sorted(totals)}
 
     def refresh_snapshots(self):
         refresh(self.snapshot_primary, self.network)
