@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_ID, TINY_NAME, UNLABELLED
-from nnunet_weak.data.strong_view import StrongViewSettings, gaussian_blur_inplane, strong_view
+from nnunet_weak.data.strong_view import ignore_erased, StrongViewSettings, gaussian_blur_inplane, strong_view
 from nnunet_weak.experiment import steps
 from nnunet_weak.losses.distribution_consistency import DistributionConsistency, softmax_probabilities
 from nnunet_weak.losses.query_loss import QueryLoss
@@ -265,6 +265,23 @@ def test_strong_view_is_intensity_only_and_reproducible(shape):
     assert (out[changed] == 0).all() and changed.any()
 
 
+def test_cutout_mask_names_exactly_the_erased_voxels_and_their_labels_become_ignore():
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 6, 16, 16) + 5.0                   # no voxel is 0 before the cutout
+    only_cutout = StrongViewSettings(p_brightness=0, p_contrast=0, p_gamma=0, p_blur=0, p_noise=0, p_cutout=1.0)
+    out, erased = strong_view(x, only_cutout, generator=torch.Generator().manual_seed(1), return_erased=True)
+    assert erased.shape == (3, 1, 6, 16, 16) and erased.dtype == torch.bool
+    assert torch.equal(erased, out == 0) and erased.any()
+    same = strong_view(x, only_cutout, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(same, out)                            # the flag does not change the view
+    full = torch.randint(0, 3, (3, 1, 6, 16, 16))
+    coarse = F.interpolate(full.float(), size=(6, 8, 8), mode="nearest-exact").long()
+    masked = ignore_erased([full, coarse], erased, 4)
+    assert torch.equal(masked[0] == 4, erased) and torch.equal(masked[0][~erased], full[~erased])
+    expected = F.interpolate(erased.float(), size=(6, 8, 8), mode="nearest-exact") > 0.5
+    assert torch.equal(masked[1] == 4, expected)
+
+
 def test_inplane_blur_keeps_constant_and_slices_apart():
     x = torch.zeros(1, 3, 9, 9)
     x[0, 1, 4, 4] = 1.0
@@ -302,8 +319,12 @@ def test_dkuxnet_inference_contract_and_network_b(use_env, tiny_3d, tmp_path):
     result = check_inference_contract(trainer)                               # strict load by nnU-Net's predictor
     assert type(trainer.network).__name__ == "DKUXNet" and trainer._do_i_compile() is False
     a, b = trainer.network, trainer.network_b
-    assert a is not b and isinstance(trainer.optimizer, torch.optim.AdamW)
-    assert trainer.initial_lr == 1e-4 and trainer.num_epochs == 1                 # NNW_NUM_EPOCHS=1 in the env
+    assert a is not b and isinstance(trainer.optimizer, torch.optim.SGD)      # nnU-Net's, by default
+    assert isinstance(trainer.optimizer_b, torch.optim.SGD) and trainer.optimizer_b is not trainer.optimizer
+    assert trainer.initial_lr == 1e-2 and trainer.num_epochs == 1                 # NNW_NUM_EPOCHS=1 in the env
+    paper = make_trainer("nnUNetTrainerDKUXNet_AdamW", "3d_lite")
+    paper.initialize()
+    assert isinstance(paper.optimizer, torch.optim.AdamW) and paper.initial_lr == 1e-4
     assert not torch.equal(a.kmax.queries, b.kmax.queries)                    # different initialisations
     saved = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
     assert set(saved["network_weights"]) == set(a.state_dict())               # network_weights = A only
@@ -343,6 +364,7 @@ def _tiny_batch(trainer, keys, seed=0):
 def test_dkuxnet_loss_terms(use_env, tiny_3d):
     trainer = make_trainer("nnUNetTrainerDKUXNet_lite", "3d_lite")
     trainer.initialize()
+    trainer.strong_view_settings = StrongViewSettings(p_cutout=1.0)          # every sample gets a cutout
     trainer.do_split()                                                       # finds the unlabelled cases
     trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
     trainer.current_epoch, trainer._iter_in_epoch = 2, 0                     # t = 0.2: half-way up the ramp
@@ -354,13 +376,15 @@ def test_dkuxnet_loss_terms(use_env, tiny_3d):
     weight = 0.1 * math.exp(-5 * (1 - 0.2 / 0.4) ** 2)
     assert logs["w_cons"] == pytest.approx(weight) and logs["labelled"] == 0.5
     out_a, out_b = output
+    target_a = ignore_erased(target, trainer._erased, 4)                     # A's cutout voxels are ignore
+    assert trainer._erased[1].any() and not torch.equal(target_a[1], target[1])
     sup = []
-    for out in (out_a, out_b):                                               # supervised terms: labelled entry only
-        seg = trainer.loss(out["seg"][1:], target[1:])
-        query = trainer.query_loss(out["cluster"][1:], target[1:])
-        conv = trainer.conv_loss(out["conv"][1:], target[1:])
+    for out, t in ((out_a, target_a), (out_b, target)):                      # supervised terms: labelled entry only
+        seg = trainer.loss(out["seg"][1:], t[1:])
+        query = trainer.query_loss(out["cluster"][1:], t[1:])
+        conv = trainer.conv_loss(out["conv"][1:], t[1:])
         sup.append(seg + 0.1 * query + 0.5 * conv)
-    assert logs["seg_a"].item() == pytest.approx(trainer.loss(out_a["seg"][1:], target[1:]).item(), rel=1e-5)
+    assert logs["seg_a"].item() == pytest.approx(trainer.loss(out_a["seg"][1:], target_a[1:]).item(), rel=1e-5)
     segc = ((softmax_probabilities(out_a["seg"]) - softmax_probabilities(out_b["seg"])) ** 2).sum(1).mean()
     qdc = ((out_a["cluster"] - out_b["cluster"]) ** 2).sum(1).mean()
     assert logs["segc"].item() == pytest.approx(segc.item(), rel=1e-5)
@@ -421,6 +445,8 @@ def test_dkuxnet_variants_train_step(use_env, tiny_3d, monkeypatch, name):
     if name.endswith("_DS"):
         assert isinstance(batch["target"], list) and len(batch["target"]) == 4
         assert [tuple(t.shape[2:]) for t in batch["target"]] == [(4, 48, 48), (4, 24, 24), (4, 12, 12), (4, 6, 6)]
+    # as many labelled samples per step as the labelled-only control: the batch doubles, half of it unlabelled
+    assert trainer.batch_size == 2 * trainer.configuration_manager.batch_size == len(batch["keys"])
     before = [p.detach().clone() for p in trainer.network_b.parameters()]
     out = trainer.train_step(batch)
     assert np.isfinite(out["loss"]) and out["labelled"] == 0.5

@@ -9,7 +9,8 @@ operation is applied with its own probability, in this order:
     gamma        range-preserving: ((x - min) / (max - min))^U(0.7, 1.5) * (max - min) + min
     blur         Gaussian, sigma U(0.5, 1.0) voxels along the last two (in-plane) axes only
     noise        + N(0, sigma^2), sigma U(0, 0.1) (inputs are z-scored: in units of the image's std)
-    cutout       one random box set to 0 (the z-score mean), side U(0.2, 0.5) of each axis
+    cutout       one random box set to 0 (the z-score mean), side U(0.2, 0.5) of each axis; its voxels' labels
+                 become ignore for the network that sees this view (``ignore_erased``)
 
 The random draws happen on the CPU (``generator`` makes them reproducible; without one the noise is drawn on the
 device); the arithmetic runs on the device.
@@ -66,8 +67,10 @@ def gaussian_blur_inplane(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def strong_view(x: torch.Tensor, settings: StrongViewSettings = StrongViewSettings(),
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Strong view of a batch x (b, c, *S) (2D or 3D); returns a new tensor, x is not modified."""
+                generator: Optional[torch.Generator] = None, return_erased: bool = False):
+    """Strong view of a batch x (b, c, *S) (2D or 3D); returns a new tensor, x is not modified. With
+    ``return_erased`` also the (b, 1, *S) bool mask of the voxels the cutout erased: their image is gone, so
+    their labels must not be supervised on this view (``ignore_erased``)."""
     s = settings
     b = x.shape[0]
     spatial_axes = tuple(range(2, x.ndim))
@@ -106,10 +109,24 @@ def strong_view(x: torch.Tensor, settings: StrongViewSettings = StrongViewSettin
     out = out + noise * _per_sample(sigma, out)
 
     chosen = _chosen(b, s.p_cutout, generator)
+    erased = torch.zeros((b, 1) + tuple(x.shape[2:]), dtype=torch.bool, device=x.device)
     for i in range(b):
         sides = [max(1, int(round(float(_uniform(1, s.cutout_side, generator)) * n))) for n in x.shape[2:]]
         starts = [int(torch.randint(0, n - side + 1, (1,), generator=generator)) for n, side in zip(x.shape[2:], sides)]
         if chosen[i]:
             box = (i, slice(None)) + tuple(slice(a, a + side) for a, side in zip(starts, sides))
             out[box] = 0
-    return out
+            erased[(i, 0) + box[2:]] = True
+    return (out, erased) if return_erased else out
+
+
+def ignore_erased(target, erased: torch.Tensor, ignore_label: int):
+    """Label map(s) with the erased voxels set to ``ignore_label``. target: (b, 1, *S) or the deep-supervision
+    list of such maps on coarser grids; erased: (b, 1, *S) bool at full resolution, resized to each grid with
+    nearest-exact (what nnU-Net does to its deep-supervision targets)."""
+    if isinstance(target, (list, tuple)):
+        return [ignore_erased(t, erased, ignore_label) for t in target]
+    mask = erased
+    if tuple(mask.shape[2:]) != tuple(target.shape[2:]):
+        mask = F.interpolate(erased.float(), size=tuple(target.shape[2:]), mode="nearest-exact") > 0.5
+    return torch.where(mask, torch.full_like(target, ignore_label), target)

@@ -13,7 +13,7 @@ from nnunet_weak.training.pclmix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMi
                                          nnUNetTrainerPCLMix_noContrast, nnUNetTrainerPCLMix_noMix)
 from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKUXNet_DS,  # noqa: F401
                                           nnUNetTrainerDKUXNet_KL, nnUNetTrainerDKUXNet_lite,
-                                          nnUNetTrainerDKUXNet_paperGroups, nnUNetTrainerDKUXNet_SGD,
+                                          nnUNetTrainerDKUXNet_paperGroups, nnUNetTrainerDKUXNet_AdamW,
                                           nnUNetTrainerDKUXNet_shared)
 from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite,  # noqa: F401
                                        nnUNetTrainerKMaX_queryLoss)

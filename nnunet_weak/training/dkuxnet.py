@@ -14,23 +14,29 @@ DiceCE is nnU-Net's ignore-aware Dice + CE (so scribble datasets work too), L_q 
 (``nnunet_weak.losses.query_loss``), conv the plain UX-Net head (auxiliary, spec section 8).
 
 Batches: nnU-Net's single loader with a fixed labelled share (``labelled_fraction = 0.5``: b_l = b_u, the LA
-protocol's 2 + 2) when the dataset holds unlabelled (all-ignore) cases; both views come from the same patches, so
-no second loader is needed. Validation and prediction use network A only (``network_weights`` = A, so
-``nnUNetv2_predict -tr nnUNetTrainerDKUXNet`` loads A); network B and its optimiser are extra checkpoint state
-(``--c`` resumes both). Each network has its own AdamW (lr 1e-4, weight decay 1e-4) with a 5-epoch linear warm-up
-and poly decay; gradients are clipped to 12 per network. Default length 200 epochs x 250 iterations
-(``NNW_NUM_EPOCHS`` overrides). torch.compile only when ``nnUNet_compile`` is set explicitly. Single GPU only.
+protocol's 2 + 2) when the dataset holds unlabelled (all-ignore) cases, and the batch grown to planned /
+labelled_fraction so that b_l is the planned batch (the labelled-only control's labelled samples per step; the
+step costs twice as much); both views come from the same patches, so no second loader is needed. The strong
+view's cutout erases image regions: their labels are ignore in network A's supervised terms. Validation and
+prediction use network A only (``network_weights`` = A, so ``nnUNetv2_predict -tr nnUNetTrainerDKUXNet`` loads
+A); network B and its optimiser are extra checkpoint state (``--c`` resumes both). Each network has its own
+optimiser with a 5-epoch linear warm-up and poly decay: nnU-Net's SGD (lr 1e-2, Nesterov momentum 0.99, weight
+decay 3e-5) by default, because the paper's AdamW (lr 1e-4) moves the kMaX mask logits too little to train the
+kMaX output (the one used for prediction) within a run of nnU-Net's length (README); ``_AdamW`` keeps it.
+Gradients are clipped to 12 per network. Default length 200 epochs x 250 iterations (``NNW_NUM_EPOCHS``
+overrides). torch.compile only when ``nnUNet_compile`` is set explicitly. Single GPU only.
 
 Variants: ``_lite`` (CPU-sized widths), ``_paperGroups`` (16 / 4 / rest query groups, labels above 2 merged),
-``_shared`` (one network for both views), ``_SGD`` (nnU-Net's SGD), ``_DS`` (deep supervision with auxiliary heads
-at d1-d3), ``_KL`` (symmetric-KL consistency).
+``_shared`` (one network for both views), ``_AdamW`` (the paper's optimiser), ``_DS`` (deep supervision with
+auxiliary heads at d1-d3), ``_KL`` (symmetric-KL consistency).
 """
+import math
 import os
 
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
-from nnunet_weak.data.strong_view import StrongViewSettings, strong_view
+from nnunet_weak.data.strong_view import StrongViewSettings, ignore_erased, strong_view
 from nnunet_weak.losses.distribution_consistency import DistributionConsistency, softmax_probabilities
 from nnunet_weak.losses.query_loss import QueryLoss
 from nnunet_weak.networks.dkuxnet import PAPER_WIDTHS, build_dkuxnet, dkuxnet_strides
@@ -65,6 +71,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
     DK_KW = dict(PAPER_WIDTHS)        # network settings: widths, queries, levels, groups, norm (see DKUXNet)
     deep_supervision = False          # the paper has none; _DS adds the auxiliary heads' outputs
     labelled_fraction = 0.5           # b_l = b_u when the dataset holds unlabelled cases
+    match_labelled_samples = True     # batch = planned batch / labelled_fraction (b_l = the planned batch)
     query_weight = 0.1
     conv_aux_weight = 0.5
     consistency_weight = 0.1          # lambda_max
@@ -72,7 +79,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
     consistency_kind = "mse"          # or "kl" (symmetric)
     detach_weak = False               # True: stop-gradient on network B's side of the consistency
     shared_networks = False
-    optimizer_name = "adamw"          # or "sgd" (nnU-Net's)
+    optimizer_name = "sgd"            # nnU-Net's; "adamw" is the paper's (``_AdamW``)
     warmup_epochs = 5
     default_epochs = 200
     strong_view_settings = StrongViewSettings()
@@ -152,6 +159,19 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
         self.query_loss = QueryLoss(group_of_class(groups, self.label_manager.num_segmentation_heads), ignore)
         self.consistency = DistributionConsistency(self.consistency_kind, detach_second=self.detach_weak)
 
+    def get_dataloaders(self):
+        # the labelled share halves the labelled samples of a batch; the labelled-only control sees a whole batch
+        # of them. Growing the batch by 1 / labelled_fraction gives both the same labelled samples per step.
+        if self.match_labelled_samples and self.labelled_fraction and self.labelled_fraction < 1:
+            self.do_split()                       # finds the unlabelled cases (once)
+            if self.unlabelled_keys:
+                planned = self.configuration_manager.batch_size
+                self.batch_size = int(math.ceil(planned / self.labelled_fraction))
+                self.print_to_log_file(f"nnunet_weak: batch {self.batch_size} ({planned} labelled + the rest "
+                                       f"unlabelled): as many labelled samples per step as nnU-Net on the "
+                                       f"labelled cases alone")
+        return super().get_dataloaders()
+
     def set_deep_supervision_enabled(self, enabled: bool):
         set_deep_supervision(self.network, enabled)
         if self.network_b is not None:
@@ -169,7 +189,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
 
     # ------------------------------------------------------------------ step
     def network_forward(self, data: torch.Tensor):
-        strong = strong_view(data, self.strong_view_settings)
+        strong, self._erased = strong_view(data, self.strong_view_settings, return_erased=True)
         return self.network(strong, return_aux=True), self.network_b(data, return_aux=True)
 
     def supervised_terms(self, output: dict, target, labelled: torch.Tensor):
@@ -195,7 +215,9 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
     def compute_loss(self, output, target, data, batch):
         out_a, out_b = output
         labelled = self.labelled_mask(batch["keys"])
-        sup_a, logs_a = self.supervised_terms(out_a, target, labelled)
+        # A sees the strong view: where its cutout erased the image, the labels are not A's to learn
+        target_a = ignore_erased(target, self._erased, self.label_manager.ignore_label)
+        sup_a, logs_a = self.supervised_terms(out_a, target_a, labelled)
         sup_b, logs_b = self.supervised_terms(out_b, target, labelled)
         y_a = out_a["seg"][0] if isinstance(out_a["seg"], (list, tuple)) else out_a["seg"]
         y_b = out_b["seg"][0] if isinstance(out_b["seg"], (list, tuple)) else out_b["seg"]
@@ -226,9 +248,10 @@ class nnUNetTrainerDKUXNet_shared(nnUNetTrainerDKUXNet):
     shared_networks = True
 
 
-class nnUNetTrainerDKUXNet_SGD(nnUNetTrainerDKUXNet):
-    """nnU-Net's SGD (lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5) instead of AdamW, same warm-up and poly."""
-    optimizer_name = "sgd"
+class nnUNetTrainerDKUXNet_AdamW(nnUNetTrainerDKUXNet):
+    """The paper's optimiser: AdamW (lr 1e-4, weight decay 1e-4), same warm-up and poly (the paper trains 40 000
+    iterations)."""
+    optimizer_name = "adamw"
 
 
 class nnUNetTrainerDKUXNet_DS(nnUNetTrainerDKUXNet):
