@@ -458,3 +458,37 @@ def test_dkuxnet_variants_train_step(use_env, tiny_3d, monkeypatch, name):
     if name.endswith("paperGroups"):
         assert trainer.network.kmax.group_sizes == (16, 4, 4)
         assert trainer.query_loss.class_to_group.tolist() == [0, 1, 2, 2]
+
+
+def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
+    """nnUNetTrainerDualKMaX: nnUNetTrainerKMaX's network and supervised terms (its matched control) for two
+    networks, plus the consistency on every entry; 2D, deep supervision, SGD without warm-up, A for prediction."""
+    trainer = make_trainer("nnUNetTrainerDualKMaX_lite", "2d_lite")
+    check_inference_contract(trainer)
+    assert type(trainer.network).__name__ == type(trainer.network_b).__name__ == "KMaXPlainConvUNet"
+    assert trainer.enable_deep_supervision and isinstance(trainer.optimizer, torch.optim.SGD)
+    assert trainer.lr_scheduler.warmup_epochs == 0 and trainer.query_weight == 0.0
+    control = make_trainer("nnUNetTrainerKMaX_lite", "2d_lite")
+    control.initialize()
+    assert list(trainer.network.state_dict()) == list(control.network.state_dict())
+
+    trainer.do_split()
+    trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
+    trainer.current_epoch, trainer._iter_in_epoch = 5, 0                     # ramp at its maximum
+    keys = [UNLABELLED[1], "tiny_002"]
+    data, full = _tiny_batch(trainer, keys)
+    target = [full] + [F.interpolate(full, size=tuple(s // f for s in full.shape[2:]), mode="nearest-exact")
+                       for f in (2, 4)][:len(trainer.loss.weight_factors) - 1]
+    output = trainer.network_forward(data)
+    loss, logs = trainer.compute_loss(output, target, data, {"keys": keys})
+    out_a, out_b = output
+    target_a = ignore_erased(target, trainer._erased, 4)
+    expected = []
+    for out, t in ((out_a, target_a), (out_b, target)):                      # KMaX's terms on the labelled entry
+        seg = [s[1:] for s in out["seg"]]
+        expected.append(control.loss(seg, [x[1:] for x in t]) + 0.5 * control.conv_loss(out["conv"][1:], t[0][1:]))
+    segc = ((softmax_probabilities(out_a["seg"][0]) - softmax_probabilities(out_b["seg"][0])) ** 2).sum(1).mean()
+    qdc = ((out_a["cluster"] - out_b["cluster"]) ** 2).sum(1).mean()
+    assert loss.item() == pytest.approx((expected[0] + expected[1] + 0.1 * (segc + qdc)).item(), rel=1e-4)
+    loss.backward()
+    assert trainer.network_b.kmax.classifier[0].weight.grad.abs().sum() > 0

@@ -29,3 +29,23 @@ def test_kmax_train_predict_cli(tiny_env, tmp_path):
     pred = str(tmp_path / "pred")
     steps.predict(os.path.join(raw, "imagesTs"), pred, TINY_ID, configuration, 0, trainer, env, log, ["--disable_tta"])
     assert sorted(f for f in os.listdir(pred) if f.endswith(".nii.gz")) == ["tiny_008.nii.gz", "tiny_009.nii.gz"]
+
+
+def test_dual_kmax_train_predict_cli(tiny_env, tmp_path):
+    """The 2D Dual-KMax trainer through the stock CLI: both networks train (B rides in the checkpoint), A predicts."""
+    env, raw = tiny_env
+    env = {**{k: v for k, v in env.items() if k != "nnUNet_extTrainer"}, "NNW_SKIP_FINAL_VALIDATION": "1",
+           "OMP_WAIT_POLICY": "PASSIVE"}
+    log = str(tmp_path / "cli.log")
+    trainer, configuration = "nnUNetTrainerDualKMaX_lite", "2d"
+    fold = os.path.join(steps.model_folder(env, TINY_NAME, trainer, configuration), "fold_0")
+    steps.train(TINY_ID, configuration, 0, trainer, env, log)
+    text = "".join(open(p).read() for p in glob.glob(os.path.join(fold, "training_log_*.txt")))
+    terms = eval(re.findall(r"loss terms: (\{.*\})", text)[-1], {"__builtins__": {}})
+    assert {"seg_a", "seg_b", "segc", "qdc"} <= set(terms) and all(np.isfinite(v) for v in terms.values())
+    assert "as many labelled samples per step" in text                       # the tiny set has unlabelled cases
+    saved = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    assert set(saved["nnunet_weak_extra_state"]) == {"network_b", "optimizer_b"}
+    pred = str(tmp_path / "pred")
+    steps.predict(os.path.join(raw, "imagesTs"), pred, TINY_ID, configuration, 0, trainer, env, log, ["--disable_tta"])
+    assert sorted(f for f in os.listdir(pred) if f.endswith(".nii.gz")) == ["tiny_008.nii.gz", "tiny_009.nii.gz"]

@@ -87,8 +87,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        cm = self.configuration_manager
-        dkuxnet_strides(cm.patch_size, cm.network_arch_init_kwargs.get("strides", []), configuration)
+        self.check_configuration()
         self.enable_deep_supervision = self.deep_supervision
         if self.optimizer_name == "adamw":
             self.initial_lr, self.weight_decay = 1e-4, 1e-4
@@ -99,6 +98,14 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
             self.num_epochs = self.default_epochs
         self.network_b = None
         self.optimizer_b = self.lr_scheduler_b = None
+
+    def check_configuration(self) -> None:
+        """Refuse configurations the network cannot be built for (UX-Net: 3D, strides from the plans)."""
+        cm = self.configuration_manager
+        dkuxnet_strides(cm.patch_size, cm.network_arch_init_kwargs.get("strides", []), self.configuration_name)
+
+    def query_groups(self):
+        return self.DK_KW.get("query_groups", "per_class")
 
     # ------------------------------------------------------------------ networks
     @classmethod
@@ -155,8 +162,8 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
             self.register_extra_state("optimizer_b", self.optimizer_b)
         ignore = self.label_manager.ignore_label
         self.conv_loss = single_scale(dice_ce_loss(self, ignore_label=ignore))
-        groups = self.DK_KW.get("query_groups", "per_class")
-        self.query_loss = QueryLoss(group_of_class(groups, self.label_manager.num_segmentation_heads), ignore)
+        self.query_loss = QueryLoss(group_of_class(self.query_groups(), self.label_manager.num_segmentation_heads),
+                                    ignore)
         self.consistency = DistributionConsistency(self.consistency_kind, detach_second=self.detach_weak)
 
     def get_dataloaders(self):

@@ -1,0 +1,43 @@
+"""``nnUNetTrainerDualKMaX``: Dual-KMax mutual learning on nnU-Net's plain U-Net with the kMaX head, in 2D or 3D.
+
+``nnUNetTrainerKMaX`` trains one ``KMaXPlainConvUNet`` on the labelled cases only, so its gain over labelled-only
+nnU-Net is the architecture's. This trainer adds what Dual-KMax UX-Net does with the unlabelled cases: two such
+networks, A on the strong view and B on nnU-Net's augmented (weak) view of every batch, with segmentation and
+query-distribution consistency on labelled and unlabelled cases alike (the step of ``nnUNetTrainerDKUXNet``, whose
+plumbing it reuses: labelled share, batch grown so that every step sees the planned batch of labelled samples,
+cutout-erased labels ignored for A, two optimisers, B as extra checkpoint state, A for prediction).
+
+Everything else is ``nnUNetTrainerKMaX``'s, so that trainer is the matched control: the same network, supervised
+terms (nnU-Net's masked Dice + CE with deep supervision on the kMaX output + 0.5 Dice + CE on the U-Net's own
+head, no query loss), labelled samples per step, SGD, poly schedule without warm-up and nnU-Net's 1000 epochs.
+``_lite``: the CPU-sized head of ``nnUNetTrainerKMaX_lite``.
+"""
+from nnunet_weak.training.dkuxnet import nnUNetTrainerDKUXNet
+from nnunet_weak.training.kmax import KMAX_HEAD, KMAX_HEAD_LITE, nnUNetTrainerKMaX
+from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+
+
+class nnUNetTrainerDualKMaX(nnUNetTrainerDKUXNet):
+    KMAX_KW = dict(KMAX_HEAD)
+    deep_supervision = True       # as nnUNetTrainerKMaX
+    query_weight = 0.0
+    conv_aux_weight = 0.5
+    optimizer_name = "sgd"
+    warmup_epochs = 0
+    default_epochs = 1000
+
+    build_network_architecture = classmethod(nnUNetTrainerKMaX.build_network_architecture.__func__)
+
+    def check_configuration(self) -> None:
+        pass                      # the kMaX U-Net takes any plain U-Net configuration, 2D or 3D
+
+    def query_groups(self):
+        return self.KMAX_KW.get("query_groups", "per_class")
+
+    def _get_deep_supervision_scales(self):
+        return nnUNetTrainerWeakBase._get_deep_supervision_scales(self)   # nnU-Net's, from the plans
+
+
+class nnUNetTrainerDualKMaX_lite(nnUNetTrainerDualKMaX):
+    """The CPU-sized kMaX head of nnUNetTrainerKMaX_lite."""
+    KMAX_KW = dict(KMAX_HEAD_LITE)
