@@ -334,6 +334,28 @@ def test_pclmix_loss_terms(use_env, name):
         assert torch.equal(trainer.queue.queue.cpu(), queue_before["queue"])
 
 
+def test_pclmix_partial_dice_and_batchnorm_projection_variants(use_env):
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+    stock = make_trainer("nnUNetTrainerPCLMix")
+    stock.initialize()
+    dice = make_trainer("nnUNetTrainerPCLMix_partialDice")
+    dice.initialize()
+    layers, loss = [], dice.loss                                           # DS wrapper, float32 wrapper, loss
+    while hasattr(loss, "loss"):
+        layers.append(type(loss))
+        loss = loss.loss
+    assert DeepSupervisionWrapper in layers and isinstance(loss, DC_and_CE_loss)
+    assert not isinstance(stock.loss.loss, DC_and_CE_loss)                  # pCE by default
+    data, target = _batch()
+    loss, logs = dice.compute_loss(dice.network_forward(data), target, data, {})
+    assert torch.isfinite(loss)
+    bn = make_trainer("nnUNetTrainerPCLMix_bnProjection")
+    check_inference_contract(bn)                                           # BatchNorm buffers load strictly
+    norms = [type(m).__name__ for m in bn.network.proj_head.layers]
+    assert norms[1] == "BatchNorm2d" and type(stock.network.proj_head.layers[1]).__name__ != "BatchNorm2d"
+
+
 def test_queue_survives_checkpoint(use_env, tmp_path):
     trainer = make_trainer("nnUNetTrainerPCLMix")
     trainer.initialize()

@@ -104,12 +104,16 @@ class PCLMixNet(nn.Module):
 
 def build_pclmix_network(plans_manager, configuration_manager, num_input_channels: int, num_output_channels: int,
                          enable_deep_supervision: bool = True, embed_dim: int = 96, base_heads: int = 3,
-                         window: int = 7, drop_path: float = 0.1) -> PCLMixNet:
+                         window: int = 7, drop_path: float = 0.1, projection_norm: str = "plans") -> PCLMixNet:
     """PCLMixNet from nnU-Net's plans, deterministic in its module tree (same keys at training and inference).
 
     The U-Net is ``get_network_from_plans`` (He init); the Swin decoder uses trunc-normal init, the projection
-    head Kaiming init. Raises NNWError for 3D configurations and plans without 2x2-pooled stride-4/8 stages.
+    head Kaiming init and the plans' norm (``projection_norm="plans"``, InstanceNorm for nnU-Net's plans) or the
+    original's BatchNorm (``"batch"``). Raises NNWError for 3D configurations and plans without 2x2-pooled
+    stride-4/8 stages.
     """
+    if projection_norm not in ("plans", "batch"):
+        raise NNWError(f"projection_norm must be 'plans' or 'batch', not {projection_norm!r}")
     patch = configuration_manager.patch_size
     if len(patch) != 2:
         raise NNWError(f"PCLMix supports 2D configurations only (its Swin decoder and CutMix boxes are 2D); "
@@ -127,7 +131,9 @@ def build_pclmix_network(plans_manager, configuration_manager, num_input_channel
                         base_heads=base_heads, window=window, drop_path=drop_path)
     embed_stage = stages[AUX_STRIDES.index(EMBED_STRIDE)]
     encoder = unet.encoder
-    proj = ProjectionHead(channels[embed_stage], getattr(encoder, "norm_op", None),
-                          getattr(encoder, "norm_op_kwargs", None), getattr(encoder, "nonlin", None),
+    norm_op, norm_kwargs = getattr(encoder, "norm_op", None), getattr(encoder, "norm_op_kwargs", None)
+    if projection_norm == "batch":
+        norm_op, norm_kwargs = nn.BatchNorm2d, {}
+    proj = ProjectionHead(channels[embed_stage], norm_op, norm_kwargs, getattr(encoder, "nonlin", None),
                           getattr(encoder, "nonlin_kwargs", None))
     return PCLMixNet(unet, aux, proj, stages, embed_stage)

@@ -9,8 +9,9 @@ from nnunet_weak.training.paseg import (nnUNetTrainerPASeg, nnUNetTrainerPASeg_a
                                         nnUNetTrainerPASeg_lateRamp, nnUNetTrainerPASeg_noDS,
                                         nnUNetTrainerPASegAux, nnUNetTrainerPASegAux_lateRamp)
 from nnunet_weak.training.paseg_scm import nnUNetTrainerPASegSCM  # noqa: F401
-from nnunet_weak.training.pclmix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMix_legacyContrast,  # noqa: F401
-                                         nnUNetTrainerPCLMix_noContrast, nnUNetTrainerPCLMix_noMix)
+from nnunet_weak.training.pclmix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMix_bnProjection,  # noqa: F401
+                                         nnUNetTrainerPCLMix_legacyContrast, nnUNetTrainerPCLMix_noContrast,
+                                         nnUNetTrainerPCLMix_noMix, nnUNetTrainerPCLMix_partialDice)
 from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKUXNet_DS,  # noqa: F401
                                           nnUNetTrainerDKUXNet_KL, nnUNetTrainerDKUXNet_lite,
                                           nnUNetTrainerDKUXNet_paperGroups, nnUNetTrainerDKUXNet_AdamW,

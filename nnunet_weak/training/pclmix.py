@@ -20,7 +20,8 @@ outputs; softmax, entropy, CE, MSE and InfoNCE run in float32. nnU-Net's optimis
 length are kept; only the main U-Net is used at inference (``forward`` = nnU-Net's network).
 
 Variants: ``_noContrast`` (no L_ctr), ``_noMix`` (no mixed pass: no L_mix, L_pl, mixed MSE), ``_legacyContrast``
-(the released code's contrast, see ``nnunet_weak.losses.pixel_contrast``).
+(the released code's contrast, see ``nnunet_weak.losses.pixel_contrast``), ``_partialDice`` (nnU-Net's masked
+Dice + CE for the main decoder), ``_bnProjection`` (BatchNorm in the projection head, as the original).
 """
 import math
 
@@ -54,6 +55,7 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
     queue_size = 500
     temperature = 0.07
     partial_dice = False        # True: nnU-Net's masked Dice + CE instead of pCE for the main decoder
+    projection_norm = "plans"   # the projection head's norm: the plans' (InstanceNorm) or "batch" (original)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -65,11 +67,12 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
         self.queue = None
 
     # ------------------------------------------------------------------ network
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True):
         return cpu_bf16.install_inference_hooks(build_pclmix_network(
-            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision))
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision,
+            projection_norm=cls.projection_norm))
 
     def _do_i_compile(self):
         # forward_train bypasses a compiled forward, and the anchor sampler has data-dependent shapes
@@ -170,3 +173,13 @@ class nnUNetTrainerPCLMix_noMix(nnUNetTrainerPCLMix):
 class nnUNetTrainerPCLMix_legacyContrast(nnUNetTrainerPCLMix):
     """The released code's contrast term (background-only anchors on ACDC-sized grids), for reproduction."""
     legacy_contrast = True
+
+
+class nnUNetTrainerPCLMix_partialDice(nnUNetTrainerPCLMix):
+    """nnU-Net's masked Dice + CE (nnU-Net+pL's loss) instead of pCE for the main decoder's supervised terms."""
+    partial_dice = True
+
+
+class nnUNetTrainerPCLMix_bnProjection(nnUNetTrainerPCLMix):
+    """The original's BatchNorm in the projection head instead of the plans' InstanceNorm."""
+    projection_norm = "batch"
