@@ -501,7 +501,9 @@ def main(argv=None) -> int:
 
 
 def invocation(argv) -> str:
-    return "python benchmarks/acdc_benchmark.py " + " ".join(
+    # the CPU fast path is an environment setting; a reproduction needs it too
+    prefix = "NNW_CPU_BF16=1 " if os.environ.get("NNW_CPU_BF16", "").strip().lower() in ("1", "true", "yes") else ""
+    return prefix + "python benchmarks/acdc_benchmark.py " + " ".join(
         f'"{a}"' if " " in a else a for a in (argv if argv is not None else sys.argv[1:]))
 
 

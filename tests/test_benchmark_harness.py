@@ -411,3 +411,33 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
     line = next(x for x in summary.splitlines() if x.startswith("| DynamicMix |"))
     assert "| 3 |" in line and "**0.700 +- 0.100**" in line            # runs scored 0.6, 0.7, 0.8
     assert "| pL |" not in summary                                       # a single run has no summary
+
+
+def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, monkeypatch):
+    regen = _benchmark_script("regenerate_all")
+    results = tmp_path / "results"
+    (results / "per_case").mkdir(parents=True)
+    row = dict(_row("pL, run 1", "nnUNetTrainerBudget", 0.5, 0.5), iterations=1000, precision="bf16 autocast (CPU)")
+    table = {"rows": [row], "meta": {"invocation": [
+        'python benchmarks/acdc_benchmark.py --source d --run "801:nnUNetTrainerBudget:pL, run 1"']}}
+    (results / "t.json").write_text(json.dumps(table))
+    (results / "cost.json").write_text(json.dumps({"rows": []}))
+    (results / "cost.md").write_text("Reproduce: `python benchmarks/step_cost.py --workdir benchmarks/work -d 801`")
+    (results / "cmp.json").write_text(json.dumps({"names": ["a", "b"], "rows": [],
+                                                  "baseline_files": ["benchmarks/results/per_case/x.json"],
+                                                  "method_files": ["benchmarks/results/per_case/y.json"]}))
+    (results / "old.json").write_text(json.dumps({"names": ["a", "b"], "rows": []}))
+    steps = regen.plan(str(results), "benchmarks/regen", "benchmarks/work_regen")
+    commands = [s["command"] for s in steps]
+    assert commands[0].startswith("NNW_CPU_BF16=1 python benchmarks/acdc_benchmark.py")   # a bf16 row
+    assert "--out benchmarks/regen/t" in commands[0] and "--workdir benchmarks/work_regen" in commands[0]
+    assert steps[0]["seconds"] == pytest.approx(0.5 * 1000 + 3.0 * 40)
+    assert commands[1] == ("python benchmarks/step_cost.py --workdir benchmarks/work_regen -d 801 "
+                           "--out benchmarks/regen/cost")
+    assert "--baseline benchmarks/regen/per_case/x.json" in commands[2] and "--out benchmarks/regen/cmp" in commands[2]
+    assert commands[3] is None and "not regenerable" in steps[3]["note"]
+    assert not any("benchmarks/results/" in c for c in commands if c)      # never over the committed results
+    ran = []
+    monkeypatch.setattr(regen.subprocess, "call", lambda *a, **k: ran.append(a) or 0)
+    assert regen.main(["--from-results", str(results)]) == 0 and ran == []  # the plan only
+    assert regen.main(["--from-results", str(results), "--results", "benchmarks/results"]) == 2
