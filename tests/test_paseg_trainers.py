@@ -290,3 +290,15 @@ def test_all_heads_variant_regularises_every_head_with_nnunets_weights(use_env):
     one_head.initialize()
     assert one_head.head_regularisers(output, data)[0].item() == pytest.approx(
         one_head.crf_loss(output[0], data).item(), rel=1e-6)
+
+
+def test_paseg_control_is_stage_one_without_the_regularisers(use_env):
+    trainer, data, output, target = _ramp_setup("nnUNetTrainerPASeg_control")
+    trainer.current_epoch = 5
+    loss, logs = trainer.compute_loss(output, target, data, {})
+    assert loss.item() == pytest.approx(trainer.loss(output, target).item(), rel=1e-6)
+    assert "crf" not in logs and trainer.pad_as_ignore
+    method = make_trainer("nnUNetTrainerPASeg")
+    for t in (trainer, method):                              # the same reduced augmentation
+        t.pipeline = _kinds(t.get_training_transforms(t.configuration_manager.patch_size, (0, 0), None, (), False))
+    assert trainer.pipeline == method.pipeline

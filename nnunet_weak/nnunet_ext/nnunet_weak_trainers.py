@@ -4,7 +4,7 @@ from nnunet_weak.training.pce import nnUNetTrainerPCE  # noqa: F401
 from nnunet_weak.training.labelled_only import nnUNetTrainerFewLabels, nnUNetTrainerLabelledOnly  # noqa: F401
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase  # noqa: F401
 from nnunet_weak.training.paseg import (nnUNetTrainerPASeg, nnUNetTrainerPASeg_allHeads,  # noqa: F401
-                                        nnUNetTrainerPASeg_fixedRamp,
+                                        nnUNetTrainerPASeg_control, nnUNetTrainerPASeg_fixedRamp,
                                         nnUNetTrainerPASeg_fullAug, nnUNetTrainerPASeg_lowCRF,
                                         nnUNetTrainerPASeg_lateRamp, nnUNetTrainerPASeg_noDS,
                                         nnUNetTrainerPASegAux, nnUNetTrainerPASegAux_lateRamp)

@@ -134,6 +134,9 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
             logs["seed_recall"] = self.seed_recall(logits, target[0] if deep else target)
             self.foreground_gate.update(logs["seed_recall"], self.progress)
         weight = self.regulariser_weight()
+        if not (self.crf_weight or self.vm_weight):   # the matched control: the partial loss alone
+            logs.update({"seg": seg.detach(), "ramp": weight})
+            return seg, logs
         if weight > 0:
             crf, vm = self.head_regularisers(output, data)
             loss = seg + weight * (self.crf_weight * crf + self.vm_weight * vm)
@@ -166,6 +169,14 @@ class nnUNetTrainerPASeg_allHeads(nnUNetTrainerPASeg):
     """mCRF + VM on every deep-supervision head, not only the full-resolution one: with the partial loss spread
     over all heads, regularising one head lets the others keep fitting the seeds while it alone gives in."""
     all_heads = True
+
+
+class nnUNetTrainerPASeg_control(nnUNetTrainerPASeg):
+    """PA-Seg's matched control: everything of stage 1 (sampler, padding as ignore, the reduced augmentation,
+    nnU-Net's partial loss) except the regularisers, so the two differ only in mCRF + VM."""
+    crf_weight = 0.0
+    vm_weight = 0.0
+    wait_for_foreground = None
 
 
 class nnUNetTrainerPASeg_fixedRamp(nnUNetTrainerPASeg):
