@@ -49,6 +49,12 @@ setup(
             "nnunet_weak_demo=nnunet_weak.demo.run_demo:main",
             "nnunet_weak_modelmix_pair=nnunet_weak.planning.pair_datasets:main",
             "nnunet_weak_modelmix_export=nnunet_weak.training.modelmix_export:main",
+            "nnunet_weak_simulate_scribbles=nnunet_weak.annotation.commands:simulate_scribbles_main",
+            "nnunet_weak_simulate_points=nnunet_weak.annotation.commands:simulate_points_main",
+            "nnunet_weak_sparse_slices=nnunet_weak.annotation.commands:sparse_slices_main",
+            "nnunet_weak_make_semi=nnunet_weak.annotation.commands:make_semi_main",
+            "nnunet_weak_make_few=nnunet_weak.annotation.commands:make_few_main",
+            "nnunet_weak_add_ignore=nnunet_weak.annotation.commands:add_ignore_main",
         ]
     },
     cmdclass={"build_py": BuildPyWithPth},
