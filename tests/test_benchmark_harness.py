@@ -441,3 +441,16 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     monkeypatch.setattr(regen.subprocess, "call", lambda *a, **k: ran.append(a) or 0)
     assert regen.main(["--from-results", str(results)]) == 0 and ran == []  # the plan only
     assert regen.main(["--from-results", str(results), "--results", "benchmarks/results"]) == 2
+
+
+def test_epoch_progress_reports_loss_time_and_time_left():
+    import io
+    from nnunet_weak.experiment.steps import EpochProgress
+    out = io.StringIO()
+    progress = EpochProgress(4, "[demo] ", out)
+    for line in ["2026-01-01 00:00:00: Epoch 0", "2026-01-01 00:00:01: train_loss -0.2", "x: val_loss -0.1",
+                 "2026-01-01 00:00:02: Epoch time: 10.0 s", "y: train_loss -0.4", "z: Epoch time: 12.0 s"]:
+        progress(line + "\n")
+    lines = out.getvalue().splitlines()
+    assert lines == ["[demo] epoch 1/4: train loss -0.2, 10.0 s, about 30 s left",
+                     "[demo] epoch 2/4: train loss -0.4, 12.0 s, about 22 s left"]

@@ -2,9 +2,13 @@
 
 1. writes a raw dataset (synthetic cardiac MRI, simulated scribbles with ignore = 4, dense labels kept aside);
 2. ``nnUNetv2_plan_and_preprocess -c 2d`` and ``nnunet_weak_add_lite`` (the CPU-sized ``2d_lite``);
-3. ``nnUNetv2_train`` with ``nnUNetTrainerBudget`` (nnU-Net+pL) and ``nnUNetTrainerPCE`` on a short budget;
-4. ``nnUNetv2_predict`` on the held-out cases, for both and for an untrained network of the same plans;
-5. Dice / HD95 against the dense labels, printed as a table (also results.md / results.json).
+3. ``nnUNetv2_train`` with ``nnUNetTrainerBudget`` (nnU-Net+pL, the bar), ``nnUNetTrainerPCE`` (the literature's
+   pCE baseline) and ``nnUNetTrainerDynamicMix`` (nnU-Net+pL plus PCLMix's dynamic mix) on a short budget,
+   printing one line per epoch (loss, time, time left);
+4. ``nnUNetv2_predict`` on the held-out cases, for each and for an untrained network of the same plans;
+5. Dice / HD95 against the dense labels, printed as a table (also results.md / results.json), and
+   ``slices.png``: one training slice with its scribbles, one test slice with its reference and every model's
+   prediction.
 
 Training and prediction take the CPU fast path (bf16 autocast, ``NNW_CPU_BF16=1`` unless the caller set it) where
 the CPU has native bf16; the demo says at the start which path runs, and the table gives each model's training
@@ -24,7 +28,8 @@ from nnunet_weak.utilities.errors import NNWError
 DATASET_ID = 990
 DATASET_NAME = f"Dataset{DATASET_ID}_NNWDemoPhantom"
 MARKER = ".nnunet_weak_demo"
-TRAINERS = [("nnU-Net+pL", "nnUNetTrainerBudget"), ("pCE", "nnUNetTrainerPCE")]
+TRAINERS = [("nnU-Net+pL", "nnUNetTrainerBudget"), ("pCE", "nnUNetTrainerPCE"),
+            ("DynamicMix", "nnUNetTrainerDynamicMix")]
 MIN_GAIN = 0.2  # a trained model must beat the untrained one by this much mean Dice
 
 
@@ -80,6 +85,43 @@ def markdown_table(rows: list) -> str:
     return "\n".join(lines)
 
 
+def slice_figure(raw: str, rows: list, path: str) -> str:
+    """PNG: a training slice with its scribbles; a test slice, its reference and each row's prediction."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import SimpleITK as sitk
+
+    def read(*parts):
+        return sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(*parts)))
+
+    train_case = sorted(f for f in os.listdir(os.path.join(raw, "labelsTr")) if f.endswith(".nii.gz"))[0]
+    test_case = sorted(f for f in os.listdir(os.path.join(raw, "labelsTs")) if f.endswith(".nii.gz"))[0]
+    reference = read(raw, "labelsTs", test_case)
+    z = int(np.argmax((reference > 0).sum(axis=(1, 2))))          # the slice with the most foreground
+    scribble = read(raw, "labelsTr", train_case)
+    zs = int(np.argmax(((scribble > 0) & (scribble < 4)).sum(axis=(1, 2))))
+    panels = [("training slice + scribbles", read(raw, "imagesTr", train_case.replace(".nii.gz", "_0000.nii.gz"))[zs],
+               np.ma.masked_where(scribble[zs] == 4, scribble[zs])),
+              ("test slice", read(raw, "imagesTs", test_case.replace(".nii.gz", "_0000.nii.gz"))[z], None),
+              ("reference", None, reference[z])]
+    panels += [(r["model"], None, read(r["prediction"], test_case)[z]) for r in rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6))
+    for ax, (title, image, labels) in zip(axes, panels):
+        if image is not None:
+            ax.imshow(image, cmap="gray")
+        if labels is not None:
+            ax.imshow(labels, cmap="viridis", vmin=0, vmax=4, interpolation="nearest",
+                      alpha=0.8 if image is not None else 1.0)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="nnunet_weak_demo", help="experiment folder (default ./nnunet_weak_demo)")
@@ -116,7 +158,7 @@ def main(argv=None) -> int:
     rows = []
     for label, trainer in TRAINERS:
         print(f"[demo] training {trainer} ({label}) on 2d_lite: {args.epochs} x {args.iters} iterations")
-        steps.train(DATASET_ID, "2d_lite", 0, trainer, env, log)
+        steps.train(DATASET_ID, "2d_lite", 0, trainer, env, log, on_line=steps.EpochProgress(args.epochs, "[demo]   "))
         out = os.path.join(workdir, "predictions", trainer)
         steps.predict(os.path.join(raw, "imagesTs"), out, DATASET_ID, "2d_lite", 0, trainer, env, log)
         folder = steps.model_folder(env, DATASET_NAME, trainer, "2d_lite")
@@ -139,6 +181,7 @@ def main(argv=None) -> int:
         r["mean_hd95"] = result["mean_over_classes"]["hd95"]
 
     table = markdown_table(rows)
+    picture = slice_figure(raw, rows, os.path.join(workdir, "slices.png"))
     minutes = (time.perf_counter() - start) / 60
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(f"# nnunet_weak demo ({minutes:.1f} min)\n\n{table}\n")
@@ -153,7 +196,7 @@ def main(argv=None) -> int:
         print(f"\n[demo] FAILED: {failed} did not beat the untrained network by {MIN_GAIN} mean Dice")
         return 1
     print(f"\n[demo] ok: every trained model beats the untrained one by more than {MIN_GAIN} mean Dice. "
-          f"Results: {workdir}/results.md")
+          f"Results: {workdir}/results.md, slices: {picture}")
     return 0
 
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -45,8 +45,10 @@ def _console(name: str) -> str:
     return local if os.path.exists(local) else (shutil.which(name) or name)
 
 
-def run_command(args: Sequence[str], env: Dict[str, str], log_file: str) -> float:
-    """Run ``args`` (first element: a console script name), append its output to ``log_file``; wall seconds."""
+def run_command(args: Sequence[str], env: Dict[str, str], log_file: str,
+                on_line: Optional[Callable[[str], None]] = None) -> float:
+    """Run ``args`` (first element: a console script name), append its output to ``log_file``; wall seconds.
+    ``on_line`` sees every output line as it comes (progress reports)."""
     args = [_console(args[0]), *map(str, args[1:])]
     os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
     history.append(" ".join([os.path.basename(args[0]), *args[1:]]))
@@ -54,7 +56,15 @@ def run_command(args: Sequence[str], env: Dict[str, str], log_file: str) -> floa
     with open(log_file, "a") as log:
         log.write(f"\n$ {' '.join(args)}\n")
         log.flush()
-        code = subprocess.call(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if on_line is None:
+            code = subprocess.call(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        else:
+            with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, text=True, bufsize=1) as process:
+                for line in process.stdout:
+                    log.write(line)
+                    on_line(line)
+                code = process.wait()
     seconds = time.perf_counter() - start
     if code != 0:
         with open(log_file) as log:
@@ -100,9 +110,29 @@ def plan_and_preprocess(dataset_id: int, configurations: List[str], env: Dict[st
 
 
 def train(dataset_id: int, configuration: str, fold, trainer: str, env: Dict[str, str], log_file: str,
-          extra_args: Sequence[str] = ()) -> float:
+          extra_args: Sequence[str] = (), on_line: Optional[Callable[[str], None]] = None) -> float:
     return run_command(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-device", "cpu",
-                        *extra_args], env, log_file)
+                        *extra_args], env, log_file, on_line)
+
+
+class EpochProgress:
+    """An ``on_line`` callback for ``nnUNetv2_train``: after each epoch, one line with the epoch, its training
+    loss, its time and an estimate of the time left (from nnU-Net's own "train_loss" / "Epoch time" lines)."""
+
+    def __init__(self, epochs: int, prefix: str = "", out=None):
+        self.epochs, self.prefix, self.out = epochs, prefix, out
+        self.done, self.loss, self.seconds = 0, None, []
+
+    def __call__(self, line: str) -> None:
+        text = line.strip()
+        if "train_loss" in text:
+            self.loss = text.split("train_loss")[-1].strip()
+        elif "Epoch time:" in text:
+            self.seconds.append(float(text.split("Epoch time:")[-1].split()[0]))
+            self.done += 1
+            left = max(0, self.epochs - self.done) * float(np.median(self.seconds))
+            print(f"{self.prefix}epoch {self.done}/{self.epochs}: train loss {self.loss}, {self.seconds[-1]:.1f} s, "
+                  f"about {left:.0f} s left", file=self.out or sys.stdout, flush=True)
 
 
 def predict(input_folder: str, output_folder: str, dataset_id: int, configuration: str, fold, trainer: str,
