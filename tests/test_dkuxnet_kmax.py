@@ -345,7 +345,7 @@ def test_dkuxnet_inference_contract_and_network_b(use_env, tiny_3d, tmp_path):
 def test_kmax_inference_contract(use_env):
     trainer = make_trainer("nnUNetTrainerKMaX", "2d_lite")
     check_inference_contract(trainer)
-    assert type(trainer.network).__name__ == "KMaXPlainConvUNet" and trainer.enable_deep_supervision
+    assert type(trainer.network).__name__ == "KMaXUNet" and trainer.enable_deep_supervision
     assert trainer.labelled_fraction == 1.0
 
 
@@ -465,7 +465,7 @@ def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
     networks, plus the consistency on every entry; 2D, deep supervision, SGD without warm-up, A for prediction."""
     trainer = make_trainer("nnUNetTrainerDualKMaX_lite", "2d_lite")
     check_inference_contract(trainer)
-    assert type(trainer.network).__name__ == type(trainer.network_b).__name__ == "KMaXPlainConvUNet"
+    assert type(trainer.network).__name__ == type(trainer.network_b).__name__ == "KMaXUNet"
     assert trainer.enable_deep_supervision and isinstance(trainer.optimizer, torch.optim.SGD)
     assert trainer.lr_scheduler.warmup_epochs == 0 and trainer.query_weight == 0.0
     control = make_trainer("nnUNetTrainerKMaX_lite", "2d_lite")
@@ -492,3 +492,30 @@ def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
     assert loss.item() == pytest.approx((expected[0] + expected[1] + 0.1 * (segc + qdc)).item(), rel=1e-4)
     loss.backward()
     assert trainer.network_b.kmax.classifier[0].weight.grad.abs().sum() > 0
+
+
+def test_kmax_head_on_residual_encoder_plans(use_env):
+    """nnU-Net's ResEnc presets give ResidualEncoderUNet configurations: the kMaX head attaches to them too (same
+    decoder family), with the residual encoder kept; other architectures are refused with one line."""
+    from nnunet_weak.networks.peer import peer_architecture
+    trainer = make_trainer("nnUNetTrainerKMaX_lite", "2d_lite")
+    cm = trainer.configuration_manager
+    name, kwargs = peer_architecture(cm.network_arch_class_name, cm.network_arch_init_kwargs)
+    assert name.endswith("ResidualEncoderUNet")
+    cm.configuration["architecture"]["network_class_name"] = name
+    cm.configuration["architecture"]["arch_kwargs"] = kwargs
+    net = trainer.build_network_architecture(trainer.plans_manager, cm, 1, 4, True)
+    assert type(net).__name__ == "KMaXUNet" and type(net.encoder).__name__ == "ResidualEncoder"
+    x = torch.randn(2, 1, 48, 48)
+    out = net(x, return_aux=True)
+    assert tuple(out["seg"][0].shape) == (2, 4, 48, 48) and tuple(out["conv"].shape) == (2, 4, 48, 48)
+    again = trainer.build_network_architecture(trainer.plans_manager, cm, 1, 4, True)
+    again.load_state_dict(net.state_dict())                             # strict: the rebuilt network matches
+    net.eval()
+    again.eval()
+    net.decoder.deep_supervision = again.decoder.deep_supervision = False
+    with torch.no_grad():
+        assert torch.allclose(net(x), again(x))
+    cm.configuration["architecture"]["network_class_name"] = "some.module.OtherUNet"
+    with pytest.raises(NNWError, match="PlainConvUNet and ResidualEncoderUNet"):
+        trainer.build_network_architecture(trainer.plans_manager, cm, 1, 4, True)

@@ -63,6 +63,7 @@ def run_command(args: Sequence[str], env: Dict[str, str], log_file: str,
                                   stdin=subprocess.DEVNULL, text=True, bufsize=1) as process:
                 for line in process.stdout:
                     log.write(line)
+                    log.flush()
                     on_line(line)
                 code = process.wait()
     seconds = time.perf_counter() - start

@@ -1,5 +1,6 @@
-"""``KMaXPlainConvUNet``: nnU-Net's PlainConvUNet with a kMaX head producing the full-resolution logits
-(spec ``dkuxnet.md`` section 7.3), in 2D and 3D.
+"""``KMaXUNet``: nnU-Net's U-Net (``PlainConvUNet`` or, from the ResEnc presets, ``ResidualEncoderUNet``) with a
+kMaX head producing the full-resolution logits, in 2D and 3D (``KMaXPlainConvUNet`` builds the plain one from
+keyword arguments).
 
 Everything of the U-Net comes from the plans' ``arch_kwargs`` (stages, widths, kernels, strides, norm). The decoder
 is a ``UNetDecoder`` subclass with identical parameters that can also return every stage's output
@@ -20,6 +21,8 @@ from typing import List, Sequence, Tuple
 
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from torch import nn
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
@@ -68,23 +71,26 @@ def kmax_decoder_stages(strides: Sequence, dims: int, level_strides: Sequence[in
     return list(range(min(len(level_strides), n_stages - 1)))
 
 
-class KMaXPlainConvUNet(PlainConvUNet):
-    """PlainConvUNet(**plans arch_kwargs) + ``kmax`` head; the head's settings are keyword-only."""
+class KMaXUNet(nn.Module):
+    """An nnU-Net U-Net (``PlainConvUNet`` or ``ResidualEncoderUNet``: ``encoder`` + ``UNetDecoder``) whose
+    full-resolution output comes from a ``kmax`` head; the module keys are ``encoder``, ``decoder``, ``kmax``.
 
-    def __init__(self, input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
-                 n_conv_per_stage, num_classes, n_conv_per_stage_decoder, conv_bias=False, norm_op=None,
-                 norm_op_kwargs=None, dropout_op=None, dropout_op_kwargs=None, nonlin=None, nonlin_kwargs=None,
-                 deep_supervision=False, nonlin_first=False, *, num_queries: int = 128, query_dim: int = 256,
-                 pixel_dim: int = 64, mask_dim: int = 64, layers_per_level: int = 2,
-                 level_strides: Sequence[int] = LEVEL_STRIDES, norm: str = "nnunet", query_groups: str = "per_class",
-                 num_heads: int = 8, key_dim: int = 128, ffn_dim: int = 2048, classifier_hidden: int = 64):
-        super().__init__(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
-                         n_conv_per_stage, num_classes, n_conv_per_stage_decoder, conv_bias, norm_op, norm_op_kwargs,
-                         dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, deep_supervision, nonlin_first)
-        if n_stages < 2:
-            raise NNWError("KMaXPlainConvUNet needs a U-Net with at least 2 stages (one decoder stage).")
+    unet: the built U-Net (its encoder is kept, its decoder rebuilt as ``KMaXUNetDecoder`` with the same
+    parameters); strides: the plans' strides; the head's settings are keyword-only."""
+
+    def __init__(self, unet: nn.Module, num_classes: int, n_conv_per_stage_decoder, strides: Sequence,
+                 deep_supervision: bool = False, nonlin_first: bool = False, pixel_norm_op=None,
+                 pixel_norm_kwargs=None, *, num_queries: int = 128, query_dim: int = 256, pixel_dim: int = 64,
+                 mask_dim: int = 64, layers_per_level: int = 2, level_strides: Sequence[int] = LEVEL_STRIDES,
+                 norm: str = "nnunet", query_groups: str = "per_class", num_heads: int = 8, key_dim: int = 128,
+                 ffn_dim: int = 2048, classifier_hidden: int = 64):
+        super().__init__()
+        if len(strides) < 2:
+            raise NNWError("the kMaX U-Net needs a U-Net with at least 2 stages (one decoder stage).")
+        self.encoder = unet.encoder
         self.decoder = KMaXUNetDecoder(self.encoder, num_classes, n_conv_per_stage_decoder, deep_supervision,
                                        nonlin_first=nonlin_first)
+        self.decoder.apply(InitWeights_He(1e-2))
         dims = convert_conv_op_to_dim(self.encoder.conv_op)
         self.kmax_stage_ids = tuple(kmax_decoder_stages(strides, dims, level_strides))
         channels = self.encoder.output_channels
@@ -93,8 +99,8 @@ class KMaXPlainConvUNet(PlainConvUNet):
                              query_dim=query_dim, pixel_dim=pixel_dim, mask_dim=mask_dim,
                              layers_per_level=layers_per_level, num_heads=num_heads, key_dim=key_dim,
                              ffn_dim=ffn_dim, norm=norm, query_groups=query_groups,
-                             classifier_hidden=classifier_hidden, pixel_norm_op=norm_op,
-                             pixel_norm_kwargs=norm_op_kwargs)
+                             classifier_hidden=classifier_hidden, pixel_norm_op=pixel_norm_op,
+                             pixel_norm_kwargs=pixel_norm_kwargs)
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
         features = self.decoder.forward_features(self.encoder(x))
@@ -107,21 +113,39 @@ class KMaXPlainConvUNet(PlainConvUNet):
         return {"seg": seg, "cluster": clusters, "conv": self.decoder.seg_layers[-1](features[-1])}
 
 
+class KMaXPlainConvUNet(KMaXUNet):
+    """``KMaXUNet`` on a ``PlainConvUNet`` built from its keyword arguments (as in the plans' arch_kwargs)."""
+
+    def __init__(self, input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
+                 n_conv_per_stage, num_classes, n_conv_per_stage_decoder, conv_bias=False, norm_op=None,
+                 norm_op_kwargs=None, dropout_op=None, dropout_op_kwargs=None, nonlin=None, nonlin_kwargs=None,
+                 deep_supervision=False, nonlin_first=False, **head_kwargs):
+        unet = PlainConvUNet(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
+                             n_conv_per_stage, num_classes, n_conv_per_stage_decoder, conv_bias, norm_op,
+                             norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, deep_supervision,
+                             nonlin_first)
+        unet.encoder.apply(InitWeights_He(1e-2))
+        super().__init__(unet, num_classes, n_conv_per_stage_decoder, strides, deep_supervision, nonlin_first,
+                         norm_op, norm_op_kwargs, **head_kwargs)
+
+
+SUPPORTED = ("PlainConvUNet", "ResidualEncoderUNet")
+
+
 def build_kmax_plain_unet(plans_manager, configuration_manager, num_input_channels: int, num_output_channels: int,
-                          enable_deep_supervision: bool = True, **head_kwargs) -> KMaXPlainConvUNet:
-    """KMaXPlainConvUNet from a PlainConvUNet configuration of the plans; ``head_kwargs`` set the kMaX head."""
+                          enable_deep_supervision: bool = True, **head_kwargs) -> KMaXUNet:
+    """KMaXUNet from a PlainConvUNet or ResidualEncoderUNet configuration of the plans (nnU-Net's default and
+    ResEnc presets); ``head_kwargs`` set the kMaX head. The U-Net keeps nnU-Net's own initialisation."""
     arch_name = configuration_manager.network_arch_class_name
-    if arch_name.split(".")[-1] != "PlainConvUNet":
+    if arch_name.split(".")[-1] not in SUPPORTED:
         name = configuration_name(plans_manager, configuration_manager)
         raise NNWError(f"configuration {name!r} uses {arch_name}; the kMaX head is attached to nnU-Net's "
-                       f"PlainConvUNet plans only (the default planner's).")
+                       f"{' and '.join(SUPPORTED)} plans (the default planner's and the ResEnc presets').")
     kwargs = dict(configuration_manager.network_arch_init_kwargs)
-    for key in configuration_manager.network_arch_init_kwargs_req_import:
-        if kwargs.get(key) is not None:
-            kwargs[key] = pydoc.locate(kwargs[key])
-    network = KMaXPlainConvUNet(num_input_channels, num_classes=num_output_channels,
-                                deep_supervision=enable_deep_supervision, **kwargs, **head_kwargs)
-    initialise = InitWeights_He(1e-2)
-    network.encoder.apply(initialise)
-    network.decoder.apply(initialise)
-    return network
+    unet = get_network_from_plans(arch_name, kwargs, configuration_manager.network_arch_init_kwargs_req_import,
+                                  num_input_channels, num_output_channels, allow_init=True,
+                                  deep_supervision=enable_deep_supervision)
+    norm_op = pydoc.locate(kwargs["norm_op"]) if isinstance(kwargs.get("norm_op"), str) else kwargs.get("norm_op")
+    return KMaXUNet(unet, num_output_channels, kwargs["n_conv_per_stage_decoder"], kwargs["strides"],
+                    enable_deep_supervision, kwargs.get("nonlin_first", False), norm_op,
+                    kwargs.get("norm_op_kwargs"), **head_kwargs)

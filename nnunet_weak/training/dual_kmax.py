@@ -1,6 +1,6 @@
 """``nnUNetTrainerDualKMaX``: Dual-KMax mutual learning on nnU-Net's plain U-Net with the kMaX head, in 2D or 3D.
 
-``nnUNetTrainerKMaX`` trains one ``KMaXPlainConvUNet`` on the labelled cases only, so its gain over labelled-only
+``nnUNetTrainerKMaX`` trains one ``KMaXUNet`` on the labelled cases only, so its gain over labelled-only
 nnU-Net is the architecture's. This trainer adds what Dual-KMax UX-Net does with the unlabelled cases: two such
 networks, A on the strong view and B on nnU-Net's augmented (weak) view of every batch, with segmentation and
 query-distribution consistency on labelled and unlabelled cases alike (the step of ``nnUNetTrainerDKUXNet``, whose

@@ -1,6 +1,6 @@
 """kMaX head on nnU-Net's plain U-Net (spec ``dkuxnet.md`` section 7.3), trained with nnU-Net's ignore-aware loss.
 
-Network: ``KMaXPlainConvUNet`` from the plans (2D or 3D): the U-Net's full-resolution output is replaced by the
+Network: ``KMaXUNet`` from the plans (2D or 3D, plain or residual-encoder U-Net): the U-Net's full-resolution output is replaced by the
 kMaX logits Y, the lower-resolution deep-supervision outputs stay nnU-Net's. Loss per step:
 
     L = DiceCE_DS([Y, ds_1, ds_2, ...], s) + 0.5 DiceCE(conv, s) (+ query_weight L_q(G, s))
@@ -32,7 +32,7 @@ KMAX_HEAD_LITE = dict(KMAX_HEAD, num_queries=32, query_dim=64, pixel_dim=32, mas
 
 
 class nnUNetTrainerKMaX(nnUNetTrainerWeakBase):
-    KMAX_KW = dict(KMAX_HEAD)     # kMaX head settings (see KMaXPlainConvUNet)
+    KMAX_KW = dict(KMAX_HEAD)     # kMaX head settings (see KMaXUNet)
     conv_aux_weight = 0.5
     query_weight = 0.0
     labelled_fraction = 1.0
