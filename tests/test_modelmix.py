@@ -139,3 +139,25 @@ def test_mixup_terms_on_an_all_ignore_batch_are_finite(one_thread):
     ce, cons = mixup_terms(logits, probs, onehot, torch.tensor([0.2, 0.9]))
     (ce + cons).backward()
     assert ce.item() == 0 and 0 <= cons.item() <= 2 and torch.isfinite(logits.grad).all()
+
+
+def test_mixing_pool_and_virtual_network_on_residual_encoders():
+    """nnU-Net's ResEnc presets: the pool holds the residual encoder's convolutions (stem, blocks, skips) and the
+    virtual network mixes them as it mixes a plain encoder's."""
+    from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+    torch.manual_seed(0)
+
+    def resenc():
+        return ResidualEncoderUNet(1, 3, [4, 8, 16], torch.nn.Conv2d, 3, [1, 2, 2], [1, 2, 2], 3, [1, 1],
+                                   norm_op=torch.nn.InstanceNorm2d, norm_op_kwargs={"affine": True},
+                                   nonlin=torch.nn.LeakyReLU, deep_supervision=False)
+    a, b = resenc(), resenc()
+    pool = mixing_pool(a, b, "conv")
+    names = [layer[0] for layer in pool]
+    assert any(".stem." in n for n in names) and sum(".blocks." in n for n in names) >= 5
+    assert all(n.startswith("encoder.") for n in names)
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(virtual_forward(a, mixed_parameters(a, b, pool, 1.0), x), a(x))
+        swapped = virtual_forward(a, mixed_parameters(a, b, pool[2:3], 0.0), x)
+    assert not torch.equal(swapped, a(x))
