@@ -1,4 +1,4 @@
-"""nnUNetTrainerDKUXNet end to end on the tiny dataset's 3d_lite configuration: a first run (1 epoch x 2 iterations)
+"""nnUNetTrainerDKUXNet (lite, AdamW) end to end on the tiny dataset's 3d_lite configuration: a first run (1 epoch x 2 iterations)
 through ``nnunetv2.run.run_training.run_training`` (what ``nnUNetv2_train`` calls), a resumed run through the stock
 CLI (``nnUNetv2_train ... --c``, a fresh process that must find the trainer and restore network B and its
 optimiser), and a prediction with network A through nnU-Net's predictor. The first run and the prediction stay in
@@ -14,7 +14,7 @@ import torch
 from conftest import TINY_ID, TINY_NAME
 from nnunet_weak.experiment import steps
 
-TRAINER, CONFIGURATION = "nnUNetTrainerDKUXNet_lite", "3d_lite"
+TRAINER, CONFIGURATION = "nnUNetTrainerDKUXNet_lite_AdamW", "3d_lite"   # AdamW counts its steps: resume check
 
 
 def _last_loss_terms(fold_folder):
@@ -51,7 +51,7 @@ def test_dkuxnet_train_resume_predict(use_env, tmp_path, monkeypatch):
         torch.set_num_threads(threads)
     terms = _last_loss_terms(fold)
     assert {"seg_a", "seg_b", "query_a", "query_b", "conv_a", "segc", "qdc", "w_cons"} <= set(terms)
-    assert all(np.isfinite(v) for v in terms.values()) and terms["labelled"] == 0.5    # b_l = b_u = 1
+    assert all(np.isfinite(v) for v in terms.values()) and terms["labelled"] == 0.5    # b_l = b_u = 2 (the batch doubled)
     first = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
     extra = first["nnunet_weak_extra_state"]
     assert set(extra) == {"network_b", "optimizer_b"}

@@ -15,6 +15,7 @@ from nnunet_weak.training.pclmix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMi
 from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKUXNet_DS,  # noqa: F401
                                           nnUNetTrainerDKUXNet_KL, nnUNetTrainerDKUXNet_lite,
                                           nnUNetTrainerDKUXNet_paperGroups, nnUNetTrainerDKUXNet_AdamW,
+                                          nnUNetTrainerDKUXNet_lite_AdamW,
                                           nnUNetTrainerDKUXNet_shared)
 from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite,  # noqa: F401
                                        nnUNetTrainerKMaX_queryLoss)

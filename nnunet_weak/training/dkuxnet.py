@@ -26,7 +26,7 @@ kMaX output (the one used for prediction) within a run of nnU-Net's length (READ
 Gradients are clipped to 12 per network. Default length 200 epochs x 250 iterations (``NNW_NUM_EPOCHS``
 overrides). torch.compile only when ``nnUNet_compile`` is set explicitly. Single GPU only.
 
-Variants: ``_lite`` (CPU-sized widths), ``_paperGroups`` (16 / 4 / rest query groups, labels above 2 merged),
+Variants: ``_lite`` (CPU-sized widths; ``_lite_AdamW`` with the paper's optimiser), ``_paperGroups`` (16 / 4 / rest query groups, labels above 2 merged),
 ``_shared`` (one network for both views), ``_AdamW`` (the paper's optimiser), ``_DS`` (deep supervision with
 auxiliary heads at d1-d3), ``_KL`` (symmetric-KL consistency).
 """
@@ -258,6 +258,11 @@ class nnUNetTrainerDKUXNet_shared(nnUNetTrainerDKUXNet):
 class nnUNetTrainerDKUXNet_AdamW(nnUNetTrainerDKUXNet):
     """The paper's optimiser: AdamW (lr 1e-4, weight decay 1e-4), same warm-up and poly (the paper trains 40 000
     iterations)."""
+    optimizer_name = "adamw"
+
+
+class nnUNetTrainerDKUXNet_lite_AdamW(nnUNetTrainerDKUXNet_lite):
+    """CPU-sized widths with the paper's AdamW: what the DKUXNet lite benchmark rows were trained with."""
     optimizer_name = "adamw"
 
 
