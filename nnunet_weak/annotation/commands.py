@@ -167,12 +167,13 @@ def _keep_labels_main(argv, description: str, kind: str) -> int:
 
     def make(case, labels, geometry):
         return labels if case in keep else np.full_like(labels, ignore)
+    def record(folder):
+        with open(os.path.join(folder, "labelled_cases.json"), "w") as f:
+            json.dump({"labelled": labelled, "seed": args.seed}, f, indent=1)
     result = derive_dataset(source, target, make,
                             f"Labels of {os.path.basename(source.folder)} kept for {len(labelled)} of "
                             f"{len(source.cases)} cases, the others all ignore (unlabelled).", args.overwrite,
-                            splits=splits_validating_on(labelled, source))
-    with open(os.path.join(target, "labelled_cases.json"), "w") as f:
-        json.dump({"labelled": labelled, "seed": args.seed}, f, indent=1)
+                            splits=splits_validating_on(labelled, source), extra_outputs=record)
     print(f"labelled cases ({len(labelled)}): {', '.join(labelled)}; unlabelled: "
           f"{result['cases'] - len(labelled)}")
     return 0
@@ -259,12 +260,13 @@ def simulate_points_main(argv=None) -> int:
                                **POINT_RECIPES[args.recipe]).labels
         report.add(case, labels, dense)
         return labels
+    def write_points_and_report(folder):
+        for case, (points, geometry) in points_of.items():
+            write_points_json(os.path.join(folder, "points", f"{case}.json"), points, reference=geometry)
+        report.write(os.path.join(folder, "seed_quality.csv"), os.path.join(folder, "seed_quality.json"),
+                     {"recipe": args.recipe, "threshold": args.threshold, "margin_mm": args.margin_mm})
     derive_dataset(source, target, make, f"PA-Seg points simulated from {os.path.basename(source.folder)}, expanded "
                                          f"by the geodesic distance (recipe {args.recipe}, threshold "
-                                         f"{args.threshold}).", args.overwrite)
-    for case, (points, geometry) in points_of.items():
-        write_points_json(os.path.join(target, "points", f"{case}.json"), points, reference=geometry)
-    report.write(os.path.join(target, "seed_quality.csv"), os.path.join(target, "seed_quality.json"),
-                 {"recipe": args.recipe, "threshold": args.threshold, "margin_mm": args.margin_mm})
+                                         f"{args.threshold}).", args.overwrite, extra_outputs=write_points_and_report)
     print("expanded seeds against the dense labels:\n" + report.table())
     return 0
