@@ -23,9 +23,9 @@ from nnunet_weak.annotation.nnunet_io import CARDIAC_IGNORE
 from nnunet_weak.annotation.points import simulate_points
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
 
+from nnunet_weak.annotation.seed_recipes import ACDC_RECIPES as RECIPES
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "dataset_conversion"))
-from Dataset804_ACDCPoints import RECIPES  # noqa: E402  (the conversion's named recipes)
 
 CLASSES = {0: "background", 1: "RV", 2: "MYO", 3: "LV"}
 

@@ -11,7 +11,7 @@ reference (evaluation only); points/CASE.json: the clicks in voxel and world coo
 seed_quality.{csv,json}: precision / recall / Dice of the expanded labels against the dense ones. Same case ids
 and 5-fold WSL4MIS/PCLMix splits as Dataset801/802.
 
-Expansion recipes (``RECIPES``; ``benchmarks/seed_quality_acdc.py`` measures them):
+Expansion recipes (``nnunet_weak.annotation.seed_recipes.ACDC_RECIPES``; ``benchmarks/seed_quality_acdc.py`` measures them):
 ``paseg`` is PA-Seg's (raw intensities, threshold 0.2 of the in-box maximum): on ACDC its myocardium seeds are
 about 45 % other tissue, because the step cost saturates on raw intensities and a ball around a click in a thin
 ring leaks out of it. ``competing`` (the default) z-scores the image, lets the clicks compete (a voxel joins a
@@ -29,19 +29,10 @@ from nnunet_weak.annotation.nnunet_io import (CARDIAC_IGNORE, CARDIAC_LABELS, co
 from nnunet_weak.annotation.paseg_conversion import add_simulation_arguments
 from nnunet_weak.annotation.points import DEFAULT_MARGIN_MM, simulate_points, write_points_json
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
+from nnunet_weak.annotation.seed_recipes import ACDC_RECIPES as RECIPES, DEFAULT_ACDC_RECIPE as DEFAULT_RECIPE
 from nnunet_weak.utilities.errors import NNWError
 
 DATASET_NAME = "Dataset804_ACDCPoints"
-RECIPES = {
-    "paseg": {"options": {}, "description": "PA-Seg: raw intensities, threshold 0.2 of the in-box maximum"},
-    "zscore": {"options": {"normalise": "zscore"}, "description": "PA-Seg on the z-scored image"},
-    "zscore-exclusive": {"options": {"normalise": "zscore", "exclusive": True},
-                         "description": "z-scored image, clicks compete (foreground vs the target's background "
-                                        "clicks, nearest foreground click among targets), threshold 0.2"},
-    "competing": {"options": {"normalise": "zscore", "exclusive": True, "threshold": {1: 0.12, 2: 0.08, 3: 0.3}},
-                  "description": "as zscore-exclusive, thresholds RV 0.12, MYO 0.08, LV 0.3 (the default)"},
-}
-DEFAULT_RECIPE = "competing"
 
 
 def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True,

@@ -28,9 +28,9 @@ from nnunet_weak.annotation.nnunet_io import OVERWRITE_FLAG, read_image
 from nnunet_weak.annotation.points import DEFAULT_MARGIN_MM, simulate_points, write_points_json
 from nnunet_weak.annotation.scribbles import simulate_scribbles
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
+from nnunet_weak.annotation.seed_recipes import POINT_RECIPES
 from nnunet_weak.utilities.errors import NNWError
 
-POINT_RECIPES = {"paseg": {}, "competing": {"normalise": "zscore", "exclusive": True}}
 
 
 def _parser(description: str) -> argparse.ArgumentParser:
