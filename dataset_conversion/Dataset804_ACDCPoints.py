@@ -11,7 +11,8 @@ reference (evaluation only); points/CASE.json: the clicks in voxel and world coo
 seed_quality.{csv,json}: precision / recall / Dice of the expanded labels against the dense ones. Same case ids
 and 5-fold WSL4MIS/PCLMix splits as Dataset801/802.
 
-Expansion recipes (``nnunet_weak.annotation.seed_recipes.ACDC_RECIPES``; ``benchmarks/seed_quality_acdc.py`` measures them):
+Expansion recipes (``nnunet_weak.annotation.seed_recipes.ACDC_RECIPES``, measured by
+``benchmarks/seed_quality_acdc.py``):
 ``paseg`` is PA-Seg's (raw intensities, threshold 0.2 of the in-box maximum): on ACDC its myocardium seeds are
 about 45 % other tissue, because the step cost saturates on raw intensities and a ball around a click in a thin
 ring leaks out of it. ``competing`` (the default) z-scores the image, lets the clicks compete (a voxel joins a
