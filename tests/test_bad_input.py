@@ -316,3 +316,122 @@ def test_truncated_checkpoint_is_named_on_resume(use_env, tmp_path):
     open(path, "wb").write(content[:len(content) // 2])
     with pytest.raises(NNWError, match=r"checkpoint_latest.pth is not a readable checkpoint.*Delete it"):
         trainer.load_checkpoint(path)
+
+
+# ------------------------------------------------------------------------------------- raw label maps (7)
+def _raw_copy(raw, tmp_path):
+    """A copy of the tiny raw dataset under ``tmp_path/raw/<name>`` (the session's own copy stays intact)."""
+    import shutil
+    target = tmp_path / "raw" / os.path.basename(raw)
+    shutil.copytree(raw, target)
+    return target
+
+
+def _rewrite_label(path, change, dtype=None):
+    import SimpleITK as sitk
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image).astype(dtype or np.float32)
+    array = change(array)
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(image)
+    sitk.WriteImage(out, str(path))
+
+
+def _set_nan(a):
+    a[0, 0, 0] = np.nan
+    return a
+
+
+def _set_fraction(a):
+    a[0, 0, 0] = 2.5
+    return a
+
+
+def _set_undeclared(a):
+    a[0, 0, 0] = 7
+    return a
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set_nan, "tiny_003.nii.gz holds NaN values"),
+    (_set_fraction, r"tiny_003.nii.gz holds non-integer values \(e.g. 2.5\)"),
+    (_set_undeclared, r"tiny_003.nii.gz holds label value\(s\) \[7\] that dataset.json's 'labels' does not declare"),
+])
+def test_trainer_refuses_bad_raw_label_values_at_start(use_env, tmp_path, monkeypatch, change, message):
+    """Defect 7: NaN labels became annotation, 2.5 became 2 and undeclared values failed deep in the loss;
+    preprocessing hides all three, so the trainer checks the raw label maps before its loaders start."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    env, raw = use_env
+    copy = _raw_copy(raw, tmp_path)
+    _rewrite_label(copy / "labelsTr" / "tiny_003.nii.gz", change)
+    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerPCE", device=torch.device("cpu"))
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    monkeypatch.setattr(nnUNetTrainer, "on_train_start",
+                        lambda self: pytest.fail("training started before the label check"))
+    with pytest.raises(NNWError, match=message + r".*--verify_dataset_integrity"):
+        trainer.on_train_start()
+
+
+def test_trainer_refuses_a_label_with_another_spacing(use_env, tmp_path, monkeypatch):
+    """Defect 7: a label map whose spacing differs from its image's reached training."""
+    import SimpleITK as sitk
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    env, raw = use_env
+    copy = _raw_copy(raw, tmp_path)
+    path = str(copy / "labelsTr" / "tiny_002.nii.gz")
+    image = sitk.ReadImage(path)
+    image.SetSpacing((3.0, 3.0, 8.0))
+    sitk.WriteImage(image, path)
+    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
+    with pytest.raises(NNWError, match=r"tiny_002.nii.gz has spacing \(8.0, 3.0, 3.0\) but its image has"):
+        trainer.verify_raw_labels()
+
+
+def test_label_check_reads_only_changed_cases(use_env, tmp_path, monkeypatch):
+    """The check runs at every start (each fold, each --c); unchanged cases are not read again, and a case
+    broken after a passing check is still found."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    from nnunet_weak.data import label_integrity
+    env, raw = use_env
+    copy = _raw_copy(raw, tmp_path)
+    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
+    reads = []
+    original = label_integrity.case_problem
+    monkeypatch.setattr(label_integrity, "case_problem", lambda *a: reads.append(a[1]) or original(*a))
+    trainer.verify_raw_labels()
+    n_cases = len(os.listdir(copy / "labelsTr"))
+    assert len(reads) == n_cases
+    trainer.verify_raw_labels()
+    assert len(reads) == n_cases
+    os.utime(copy / "labelsTr" / "tiny_004.nii.gz", ns=(1, 1))  # looks changed
+    _rewrite_label(copy / "labelsTr" / "tiny_004.nii.gz", _set_undeclared)
+    with pytest.raises(NNWError, match=r"tiny_004.nii.gz holds label value\(s\) \[7\]"):
+        trainer.verify_raw_labels()
+    assert reads[-1].endswith("tiny_004.nii.gz") and len(reads) == n_cases + 1
+
+
+def test_label_check_can_be_switched_off_and_skips_without_raw_data(use_env, tmp_path, monkeypatch):
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    env, raw = use_env
+    copy = _raw_copy(raw, tmp_path)
+    _rewrite_label(copy / "labelsTr" / "tiny_003.nii.gz", _set_nan)
+    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
+    monkeypatch.setenv("NNW_LABEL_CHECK", "0")
+    trainer.verify_raw_labels()
+    monkeypatch.delenv("NNW_LABEL_CHECK")
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "elsewhere"))
+    trainer.verify_raw_labels()
+    log = open(trainer.log_file).read()
+    assert "raw label check off (NNW_LABEL_CHECK=0)" in log and "raw label check skipped" in log

@@ -13,6 +13,7 @@ precision and how long each epoch waited for the data loader.
 Nothing else differs: on a dataset with an ``ignore`` label it is the "nnU-Net+pL" baseline (masked Dice + CE
 with deep supervision). Every nnunet_weak trainer derives from it, so the same variables shorten all of them.
 """
+import copy
 import functools
 import io
 import json
@@ -21,8 +22,12 @@ import time
 import zipfile
 
 import torch
+from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+from nnunet_weak.data.label_integrity import CACHE_NAME, check_raw_dataset
 
 from nnunet_weak.training.loss_factory import float32_loss
 from nnunet_weak.training.two_networks import unwrap
@@ -176,7 +181,35 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         self._write_timing()  # every epoch: a run killed later still has its timing for --c
         super().on_train_epoch_end(train_outputs)
 
+    def verify_raw_labels(self) -> None:
+        """``--verify_dataset_integrity``'s checks on the raw dataset (NaN, non-integer or undeclared label
+        values, shape / spacing mismatches), reading only cases changed since the last check; skipped with a log
+        line where the raw dataset is not on this machine or ``NNW_LABEL_CHECK=0``."""
+        if self.local_rank != 0:
+            return
+        if env_flag("NNW_LABEL_CHECK") is False:
+            self.print_to_log_file("nnunet_weak: raw label check off (NNW_LABEL_CHECK=0)")
+            return
+        raw_root = os.environ.get("nnUNet_raw")
+        folder = os.path.join(raw_root, self.plans_manager.dataset_name) if raw_root else None
+        if folder is None or not os.path.isdir(folder):
+            self.print_to_log_file("nnunet_weak: raw dataset not found under $nnUNet_raw; raw label check skipped")
+            return
+        dataset = get_filenames_of_train_images_and_targets(folder, copy.deepcopy(self.dataset_json))
+        if not dataset:
+            return
+        expected = list(self.label_manager.all_labels)
+        if self.label_manager.has_ignore_label:
+            expected.append(self.label_manager.ignore_label)
+        first_image = next(iter(dataset.values()))["images"][0]
+        reader_class = determine_reader_writer_from_dataset_json(self.dataset_json, first_image, verbose=False)
+        read = check_raw_dataset(dataset, reader_class, expected, where=folder,
+                                 cache_file=os.path.join(self.output_folder_base, CACHE_NAME))
+        if read:
+            self.print_to_log_file(f"nnunet_weak: raw labels of {read} case(s) checked ({folder})")
+
     def on_train_start(self):
+        self.verify_raw_labels()  # before loaders start: a bad label map must not reach the loss
         super().on_train_start()
         # a resumed run (--c) keeps the timing of the epochs before its checkpoint, whether or not the first run
         # reached its end; a new run starts a new record

@@ -146,6 +146,9 @@ class nnUNetTrainerModelMix(nnUNetTrainerWeakBase):
                                f"re-run nnunet_weak_modelmix_pair with --overwrite after re-planning the target.")
 
     def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()
+        self.aux.verify_raw_labels()  # the auxiliary dataset's label maps, before any loader starts
         super().on_train_start()
         self.aux.dataloader_train, self.aux.dataloader_val = self.aux.get_dataloaders()
         set_deep_supervision(self.aux.network, self.enable_deep_supervision)

@@ -14,6 +14,8 @@
 | NNW_NUM_THREADS           | CPU training threads (nnUNetv2_train -device cpu uses all cores)    | all cores        |
 | NNW_LABELLED_FRACTION     | share of each batch drawn from labelled cases when a dataset also   | trainer's        |
 |                           | holds unlabelled (all-ignore) cases, in [0, 1]                      |                  |
+| NNW_LABEL_CHECK           | 0: skip the start-up check of the raw label maps (NaN, non-integer, | 1                |
+|                           | undeclared values, shape / spacing); it reads changed cases only    |                  |
 | NNW_PAD_AS_IGNORE         | 1: padded / rotated-in border pixels get the ignore label, 0: they  | 1 for weak       |
 |                           | become background as in stock nnU-Net                               | trainers         |
 | NNW_SCM_PRIMARY_CHECKPOINT| stage-1 checkpoint of nnUNetTrainerPASegSCM's primary network       | nnUNetTrainerPASeg|
