@@ -435,3 +435,77 @@ def test_label_check_can_be_switched_off_and_skips_without_raw_data(use_env, tmp
     trainer.verify_raw_labels()
     log = open(trainer.log_file).read()
     assert "raw label check off (NNW_LABEL_CHECK=0)" in log and "raw label check skipped" in log
+
+
+# ---------------------------------------------------------------------------------------------- untrusted files
+class _RunsCode:
+    """Unpickling this calls a function: what a crafted checkpoint could do with weights_only=False."""
+    def __reduce__(self):
+        return (os.makedirs, (os.environ["NNW_TEST_MARKER"],))
+
+
+def _crafted_checkpoint(path, marker):
+    import torch
+    os.environ["NNW_TEST_MARKER"] = str(marker)
+    try:
+        torch.save({"network_weights": {}, "init_args": {"configuration": "2d"}, "payload": _RunsCode()}, str(path))
+    finally:
+        del os.environ["NNW_TEST_MARKER"]
+
+
+def test_user_given_checkpoints_do_not_run_code(tmp_path, monkeypatch):
+    """Untrusted files: modelmix_export --checkpoint and the SCM stage-1 checkpoints were read with
+    torch.load(weights_only=False), which runs what the file names."""
+    import torch
+    from nnunet_weak.training.modelmix_export import export_aux
+    from nnunet_weak.training.two_networks import load_network_weights
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "checkpoint_final.pth"
+    _crafted_checkpoint(path, marker)
+    monkeypatch.setenv("NNW_TEST_MARKER", str(marker))
+    with pytest.raises(NNWError, match=r"checkpoint_final.pth \(--checkpoint\) holds objects beyond tensors"):
+        export_aux(str(path))
+    with pytest.raises(NNWError, match=r"\(NNW_SCM_PRIMARY_CHECKPOINT\) holds objects beyond tensors"):
+        load_network_weights(torch.nn.Linear(1, 1), str(path), "2d", "PA-Seg SCM", "NNW_SCM_PRIMARY_CHECKPOINT")
+    assert not marker.exists()
+
+
+def test_checkpoints_of_our_trainers_load_without_running_code(use_env):
+    """The allow-list covers what nnU-Net and our extra state store (NumPy scalars in the logger, optimiser
+    states, the ModelMix pairing record)."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
+    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerPCLMix", device=torch.device("cpu"))
+    trainer.initialize()
+    trainer.logger.log("mean_fg_dice", np.float64(0.5), 0)   # what nnU-Net's logger holds after an epoch
+    os.makedirs(trainer.output_folder, exist_ok=True)
+    path = os.path.join(trainer.output_folder, "checkpoint_test.pth")
+    trainer.save_checkpoint(path)
+    checkpoint = load_checkpoint_file(path)
+    assert checkpoint["trainer_name"] == "nnUNetTrainerPCLMix" and "nnunet_weak_extra_state" in checkpoint
+    trainer.load_checkpoint(path)
+    os.remove(path)
+
+
+def test_truncated_checkpoint_is_named_by_nnunet_predict(use_env, tmp_path):
+    """Defect 11: a truncated checkpoint given to nnUNetv2_predict ended in torch's traceback."""
+    import shutil
+    import subprocess
+    import sys
+    from conftest import TINY_NAME
+    env, raw = use_env
+    model = tmp_path / "model folder"
+    (model / "fold_0").mkdir(parents=True)
+    preprocessed = os.path.join(env["nnUNet_preprocessed"], TINY_NAME)
+    shutil.copy(os.path.join(preprocessed, "nnUNetPlans.json"), model / "plans.json")
+    shutil.copy(os.path.join(preprocessed, "dataset.json"), model / "dataset.json")
+    checkpoint = model / "fold_0" / "checkpoint_final.pth"
+    checkpoint.write_bytes(b"PK\x03\x04" + b"\0" * 100)  # the first bytes of a zip archive, then nothing
+    command = os.path.join(os.path.dirname(sys.executable), "nnUNetv2_predict_from_modelfolder")
+    result = subprocess.run([command, "-i", os.path.join(raw, "imagesTs"), "-o", str(tmp_path / "pred"),
+                             "-m", str(model), "-f", "0", "-device", "cpu"],
+                            capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    assert result.returncode == 1
+    assert f"nnunet_weak error: {checkpoint} is not a readable checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr

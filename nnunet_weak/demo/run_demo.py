@@ -54,9 +54,9 @@ def write_untrained_model(trained_model: str, target: str, fold: int = 0, seed: 
     from batchgenerators.utilities.file_and_folder_operations import load_json
 
     from nnunet_weak.training.budget import nnUNetTrainerBudget
+    from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 
-    checkpoint = torch.load(os.path.join(trained_model, f"fold_{fold}", "checkpoint_final.pth"),
-                            map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint_file(os.path.join(trained_model, f"fold_{fold}", "checkpoint_final.pth"))
     os.makedirs(os.path.join(target, f"fold_{fold}"), exist_ok=True)
     for name in ("plans.json", "dataset.json"):
         shutil.copy(os.path.join(trained_model, name), os.path.join(target, name))

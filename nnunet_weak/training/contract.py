@@ -13,6 +13,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import save_json
 
 from nnunet_weak.utilities import cpu_bf16
+from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 
 
 def check_inference_contract(trainer, seed: int = 0, atol: float = 1e-5) -> dict:
@@ -41,7 +42,7 @@ def check_inference_contract(trainer, seed: int = 0, atol: float = 1e-5) -> dict
         assert cpu_bf16.has_inference_hooks(rebuilt), \
             "nnUNetv2_predict -device cpu would run this network in fp32: build_network_architecture must return " \
             "cpu_bf16.install_inference_hooks(network)"
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    saved = load_checkpoint_file(checkpoint)["network_weights"]
     assert set(saved) == set(rebuilt.state_dict()), "saved network_weights and the rebuilt network differ in keys"
 
     patch = trainer.configuration_manager.patch_size

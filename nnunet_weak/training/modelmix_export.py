@@ -19,6 +19,7 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
 from nnunet_weak.training.weak_base import EXTRA_STATE_KEY
+from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 from nnunet_weak.utilities.env import require_env
 from nnunet_weak.utilities.errors import NNWError
 
@@ -41,7 +42,7 @@ def export_aux(checkpoint_file: str, overwrite: bool = False) -> str:
     if not isfile(checkpoint_file):
         raise NNWError(f"{checkpoint_file} not found; train the ModelMix fold first (nnUNetv2_train ... "
                        f"-tr nnUNetTrainerModelMix) or pass --checkpoint.")
-    checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint_file(checkpoint_file, purpose="--checkpoint")
     extra = checkpoint.get(EXTRA_STATE_KEY, {})
     if "modelmix_aux" not in extra or "modelmix_aux_network" not in extra:
         raise NNWError(f"{checkpoint_file} holds no ModelMix auxiliary network (written by trainer "

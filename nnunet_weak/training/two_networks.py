@@ -10,6 +10,7 @@ import os
 import torch
 from torch._dynamo import OptimizedModule
 
+from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -52,7 +53,7 @@ def load_network_weights(module: torch.nn.Module, checkpoint: str, configuration
     if not os.path.isfile(checkpoint):
         raise NNWError(f"{checkpoint} not found: {what} needs it. Train that stage first, or point "
                        f"{env_variable} at the checkpoint to start from.")
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved = load_checkpoint_file(checkpoint, purpose=env_variable)
     if "network_weights" not in saved:
         raise NNWError(f"{checkpoint} is not an nnU-Net checkpoint (no network_weights); point {env_variable} at "
                        f"a checkpoint_final.pth.")

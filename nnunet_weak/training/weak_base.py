@@ -25,6 +25,7 @@ from nnunet_weak.data.transforms import pad_as_ignore
 from nnunet_weak.data.unlabelled import MixedLabelDataLoader, split_labelled
 from nnunet_weak.training.budget import nnUNetTrainerBudget, timed_step
 from nnunet_weak.utilities import cpu_bf16
+from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 from nnunet_weak.utilities.env import env_flag, env_fraction, require_env
 from nnunet_weak.utilities.errors import NNWError
 from nnunet_weak.utilities.labels import check_ignore_label
@@ -262,7 +263,7 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         super().load_checkpoint(filename_or_checkpoint)
         if not self._extra_state:
             return
-        checkpoint = torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False)
+        checkpoint = load_checkpoint_file(filename_or_checkpoint, map_location=self.device)
         saved = checkpoint.get(EXTRA_STATE_KEY, {})
         missing = [name for name in self._extra_state if name not in saved]
         if missing:
