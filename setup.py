@@ -46,6 +46,7 @@ setup(
             "nnunet_weak_env=nnunet_weak.env:main",
             "nnunet_weak_add_lite=nnunet_weak.planning.lite:main",
             "nnunet_weak_evaluate=nnunet_weak.evaluation.evaluate_dense:main",
+            "nnunet_weak_benchmark=nnunet_weak.experiment.benchmark:main",
             "nnunet_weak_demo=nnunet_weak.demo.run_demo:main",
             "nnunet_weak_modelmix_pair=nnunet_weak.planning.pair_datasets:main",
             "nnunet_weak_modelmix_export=nnunet_weak.training.modelmix_export:main",

@@ -111,8 +111,9 @@ def plan_and_preprocess(dataset_id: int, configurations: List[str], env: Dict[st
 
 
 def train(dataset_id: int, configuration: str, fold, trainer: str, env: Dict[str, str], log_file: str,
-          extra_args: Sequence[str] = (), on_line: Optional[Callable[[str], None]] = None) -> float:
-    return run_command(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-device", "cpu",
+          extra_args: Sequence[str] = (), on_line: Optional[Callable[[str], None]] = None,
+          device: str = "cpu") -> float:
+    return run_command(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-device", device,
                         *extra_args], env, log_file, on_line)
 
 
@@ -137,7 +138,7 @@ class EpochProgress:
 
 
 def predict(input_folder: str, output_folder: str, dataset_id: int, configuration: str, fold, trainer: str,
-            env: Dict[str, str], log_file: str, extra_args: Sequence[str] = ()) -> float:
+            env: Dict[str, str], log_file: str, extra_args: Sequence[str] = (), device: str = "cpu") -> float:
     return run_command(["nnUNetv2_predict", "-i", input_folder, "-o", output_folder, "-d", dataset_id,
-                        "-c", configuration, "-f", fold, "-tr", trainer, "-device", "cpu", "-npp", "1",
+                        "-c", configuration, "-f", fold, "-tr", trainer, "-device", device, "-npp", "1",
                         "-nps", "1", *extra_args], env, log_file)

@@ -1,0 +1,360 @@
+"""``nnunet_weak_benchmark``: which trainer should I use on my data? Trains each trainer K times through the stock
+``nnUNetv2_train`` at one budget, predicts the fold's validation cases with ``nnUNetv2_predict``, scores them
+against dense reference labels and writes a table with runs, mean +- sd over runs, paired comparisons against
+the first trainer (bootstrap over patients and runs) and a bar chart.
+
+    nnunet_weak_benchmark -d 801 --trainers nnUNetTrainerBudget nnUNetTrainerDynamicMix --runs 3
+
+The dataset must be planned and preprocessed in your nnU-Net folders (``nnUNet_raw`` / ``nnUNet_preprocessed``);
+references default to ``$nnUNet_raw/<dataset>/labelsTr_dense`` (what ``nnunet_weak_simulate_*`` and the
+conversions keep), ``--ref`` names another folder. Everything the benchmark writes goes under ``-o``: models under
+``work/run_K/nnUNet_results`` (your ``nnUNet_results`` is not touched), predictions, the per-case evaluation of
+every run (``per_case/``) and ``benchmark.md`` / ``.json`` / ``.png``. Run k is seeded ``NNW_SEED=k``; a run
+whose model exists is reused (scored again), ``--retrain`` trains it anew. Interrupted benchmarks continue.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import load_json
+
+from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
+from nnunet_weak.evaluation.paired import compare, format_comparison, run_summary
+from nnunet_weak.experiment import steps
+from nnunet_weak.utilities.env import require_env
+from nnunet_weak.utilities.errors import NNWError
+
+RESULTS = "benchmark"          # benchmark.md / .json / .png in the output folder
+SETUP_KEYS = ("dataset", "configuration", "fold", "plans", "epochs", "iters", "reference")
+
+
+def dataset_classes(dataset_json: dict, where: str) -> Dict[str, int]:
+    """{class name: value} scored by the benchmark: every label except background and ignore."""
+    classes = {}
+    for name, value in dataset_json["labels"].items():
+        if name in ("background", "ignore"):
+            continue
+        if isinstance(value, (list, tuple)):
+            raise NNWError(f"{where}: label {name!r} is a region; the benchmark scores integer labels only.")
+        classes[name] = int(value)
+    if not classes:
+        raise NNWError(f"{where} declares no class besides background / ignore; nothing to score.")
+    return classes
+
+
+def validation_cases(preprocessed: str, data_folder: str, fold: int) -> List[str]:
+    """The fold's validation cases: ``splits_final.json``, or the split nnU-Net's first training will write."""
+    splits_file = os.path.join(preprocessed, "splits_final.json")
+    if os.path.isfile(splits_file):
+        splits = load_json(splits_file)
+    else:
+        from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+        from nnunetv2.utilities.crossval_split import generate_crossval_split
+        identifiers = sorted(infer_dataset_class(data_folder).get_identifiers(data_folder))
+        splits = generate_crossval_split(identifiers, seed=12345, n_splits=5)
+    if fold >= len(splits):
+        raise NNWError(f"{splits_file} has {len(splits)} folds; fold {fold} would be a random split nnU-Net does "
+                       f"not keep. Pass -f 0..{len(splits) - 1}.")
+    return sorted(splits[fold]["val"])
+
+
+def link_inputs(raw: str, dataset_json: dict, cases: Sequence[str], folder: str) -> str:
+    """A folder of symlinks to the cases' images (every channel), as ``nnUNetv2_predict -i``."""
+    os.makedirs(folder, exist_ok=True)
+    ending = dataset_json["file_ending"]
+    channels = dataset_json.get("channel_names", dataset_json.get("modality", {"0": ""}))
+    for case in cases:
+        for channel in channels:
+            name = f"{case}_{int(channel):04d}{ending}"
+            src = os.path.join(raw, "imagesTr", name)
+            if not os.path.isfile(src):
+                raise NNWError(f"{src} not found: the benchmark predicts the fold's validation cases from "
+                               f"imagesTr of the raw dataset.")
+            dst = os.path.join(folder, name)
+            if not os.path.lexists(dst):
+                os.symlink(src, dst)
+    return folder
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
+class Benchmark:
+    """One output folder: its setup, the runs it holds and their report."""
+
+    def __init__(self, args):
+        self.args = args
+        require_env("nnUNet_raw", "to find the dataset's images and references")
+        require_env("nnUNet_preprocessed", "to find the dataset's plans")
+        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+        try:
+            self.dataset = maybe_convert_to_dataset_name(args.dataset)
+        except RuntimeError:
+            raise NNWError(f"dataset {args.dataset} not found in $nnUNet_raw / $nnUNet_preprocessed; convert and "
+                           f"preprocess it first (nnUNetv2_plan_and_preprocess -d {args.dataset}).") from None
+        self.dataset_id = int(self.dataset[len("Dataset"):len("Dataset") + 3])
+        self.raw = os.path.join(os.environ["nnUNet_raw"], self.dataset)
+        self.preprocessed = os.path.join(os.environ["nnUNet_preprocessed"], self.dataset)
+        plans_file = os.path.join(self.preprocessed, f"{args.plans}.json")
+        if not os.path.isfile(plans_file):
+            raise NNWError(f"{plans_file} not found: plan and preprocess the dataset first "
+                           f"(nnUNetv2_plan_and_preprocess -d {self.dataset_id} -c 2d).")
+        plans = load_json(plans_file)
+        if args.configuration not in plans["configurations"]:
+            raise NNWError(f"{plans_file} has no configuration {args.configuration!r} (it has "
+                           f"{', '.join(plans['configurations'])}); pass -c, or add the CPU-sized ones with "
+                           f"nnunet_weak_add_lite -d {self.dataset_id}.")
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+        config = PlansManager(plans).get_configuration(args.configuration)
+        data_folder = os.path.join(self.preprocessed, config.data_identifier)
+        if not os.path.isdir(data_folder):
+            raise NNWError(f"{data_folder} not found: configuration {args.configuration!r} is planned but not "
+                           f"preprocessed; run nnUNetv2_plan_and_preprocess -d {self.dataset_id} -c "
+                           f"{args.configuration} (lite configurations share 2d / 3d_fullres's data).")
+        self.dataset_json = load_json(os.path.join(self.preprocessed, "dataset.json"))
+        self.classes = dataset_classes(self.dataset_json, os.path.join(self.preprocessed, "dataset.json"))
+        self.reference = os.path.abspath(args.ref or os.path.join(self.raw, "labelsTr_dense"))
+        if not os.path.isdir(self.reference):
+            raise NNWError(f"reference folder {self.reference} not found: pass --ref with the dense labels of the "
+                           f"validation cases (the scribble labels in labelsTr are no reference).")
+        ending = self.dataset_json["file_ending"]
+        val = validation_cases(self.preprocessed, data_folder, args.fold)
+        self.cases = [c for c in val if os.path.isfile(os.path.join(self.reference, c + ending))]
+        self.unscored = sorted(set(val) - set(self.cases))
+        if not self.cases:
+            raise NNWError(f"none of the {len(val)} validation cases of fold {args.fold} has a reference in "
+                           f"{self.reference}; pass --ref with their dense labels.")
+        self.out = os.path.abspath(args.output or
+                                   f"nnunet_weak_benchmark_{self.dataset}_{args.configuration}_fold{args.fold}")
+        self.work = os.path.join(self.out, "work")
+        self.setup = {"dataset": self.dataset, "configuration": args.configuration, "fold": args.fold,
+                      "plans": args.plans, "epochs": args.epochs, "iters": args.iters, "reference": self.reference}
+        self.batch_size, self.patch_size = config.batch_size, list(config.patch_size)
+        self.rows = self._claim_output()
+
+    def _claim_output(self) -> List[dict]:
+        """Rows of an earlier call with the same setup (continued); refuse a folder holding anything else."""
+        path = os.path.join(self.out, RESULTS + ".json")
+        if os.path.isfile(path):
+            saved = load_json(path)
+            earlier = saved.get("setup", {})
+            differs = [f"{k} {earlier.get(k)!r} there, {self.setup[k]!r} now" for k in SETUP_KEYS
+                       if earlier.get(k) != self.setup[k]]
+            if differs:
+                raise NNWError(f"{self.out} holds a benchmark of another setup ({'; '.join(differs)}); pass "
+                               f"another -o.")
+            return saved["rows"]
+        if os.path.isdir(self.out) and os.listdir(self.out):
+            raise NNWError(f"{self.out} exists and holds files this benchmark did not write; pass another -o "
+                           f"(it never deletes what it did not write).")
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise NNWError(f"{self.out} is a file, not a folder; pass another -o.")
+        os.makedirs(self.out, exist_ok=True)
+        return []
+
+    def environment(self, run: int) -> Dict[str, str]:
+        results = os.path.join(self.work, f"run_{run}", "nnUNet_results")
+        os.makedirs(results, exist_ok=True)
+        env = dict(os.environ)
+        if self.args.device == "cpu":   # augmentation in the training process: workers would compete for the cores
+            env.setdefault("nnUNet_n_proc_DA", "0")
+        env.setdefault("nnUNet_compile", "f")
+        env.update({"nnUNet_results": results, "NNW_NUM_EPOCHS": str(self.args.epochs),
+                    "NNW_ITERS_PER_EPOCH": str(self.args.iters), "NNW_VAL_ITERS_PER_EPOCH": str(self.args.val_iters),
+                    "NNW_SKIP_FINAL_VALIDATION": "1", "NNW_SEED": str(run), "PYTHONUNBUFFERED": "1"})
+        return env
+
+    def run_one(self, trainer: str, run: int) -> dict:
+        args, env = self.args, self.environment(run)
+        log = os.path.join(self.work, "benchmark.log")
+        fold_folder = os.path.join(steps.model_folder(env, self.dataset, trainer, args.configuration, args.plans),
+                                   f"fold_{args.fold}")
+        plans_args = [] if args.plans == "nnUNetPlans" else ["-p", args.plans]
+        train_seconds = None
+        if args.retrain or not os.path.isfile(os.path.join(fold_folder, "checkpoint_final.pth")):
+            if os.path.isdir(fold_folder):
+                shutil.rmtree(fold_folder)   # under work/: this benchmark's own run
+            print(f"[benchmark] training {trainer}, run {run}", flush=True)
+            train_seconds = steps.train(self.dataset_id, args.configuration, args.fold, trainer, env, log,
+                                        plans_args, steps.EpochProgress(args.epochs, "  "), device=args.device)
+        else:
+            print(f"[benchmark] {trainer}, run {run}: reusing {fold_folder}", flush=True)
+        inputs = link_inputs(self.raw, self.dataset_json, self.cases, os.path.join(self.work, "inputs"))
+        pred = os.path.join(self.work, "predictions", f"{trainer}__run{run}")
+        if os.path.isdir(pred):
+            shutil.rmtree(pred)
+        print(f"[benchmark] predicting {len(self.cases)} validation cases", flush=True)
+        predict_seconds = steps.predict(inputs, pred, self.dataset_id, args.configuration, args.fold, trainer, env,
+                                        log, ["--disable_tta", *plans_args], device=args.device)
+        per_case = os.path.join(self.out, "per_case", f"{slug(trainer)}__run{run}_dense_eval.json")
+        os.makedirs(os.path.dirname(per_case), exist_ok=True)
+        result = evaluate_folder(pred, self.reference, self.classes, self.dataset_json["file_ending"],
+                                 output_json=per_case, output_md=per_case[:-len(".json")] + ".md", overwrite=True,
+                                 allow_missing=True)   # the reference folder holds the other folds' cases too
+        if result["n_cases"] != len(self.cases):
+            raise NNWError(f"{pred}: {result['n_cases']} predictions scored, {len(self.cases)} expected")
+        return {"trainer": trainer, "run": run, "n_cases": result["n_cases"],
+                "dice": {c: result["mean"][c]["dice"] for c in self.classes},
+                "hd95": {c: result["mean"][c]["hd95"] for c in self.classes},
+                "mean_dice": result["mean_over_classes"]["dice"], "mean_hd95": result["mean_over_classes"]["hd95"],
+                "empty_predictions": result["empty_predictions"],
+                "sec_per_iter": steps.train_seconds_per_iteration(fold_folder),
+                "precision": steps.train_precision(fold_folder), "train_wall_s": train_seconds,
+                "sec_per_case": predict_seconds / len(self.cases),
+                "per_case": os.path.relpath(per_case, self.out)}
+
+    def run(self) -> str:
+        steps.history.clear()
+        text = ""
+        for run in range(1, self.args.runs + 1):   # run k of every trainer before run k + 1: a stopped
+            for trainer in self.args.trainers:     # benchmark keeps comparable runs
+                start = time.perf_counter()
+                row = self.run_one(trainer, run)
+                self.rows = [r for r in self.rows if (r["trainer"], r["run"]) != (trainer, run)] + [row]
+                print(f"[benchmark] {trainer}, run {run}: mean Dice {row['mean_dice']:.3f}, mean HD95 "
+                      f"{_fmt(row['mean_hd95'], 2)} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+                text = self.report()
+        return text
+
+    # ------------------------------------------------------------------ report
+    def _rows_of(self, trainer: str) -> List[dict]:
+        return sorted((r for r in self.rows if r["trainer"] == trainer and r["run"] <= self.args.runs),
+                      key=lambda r: r["run"])
+
+    def report(self) -> str:
+        trainers = [t for t in self.args.trainers if self._rows_of(t)]
+        names = list(self.classes)
+        baseline = trainers[0]
+        base_time = _median([r["sec_per_iter"] for r in self._rows_of(baseline)])
+        lines = [f"# {self.dataset}, fold {self.args.fold}: {len(self.cases)} validation cases, "
+                 f"{self.args.configuration}", "",
+                 f"Budget: {self.args.epochs} epochs x {self.args.iters} iterations = "
+                 f"{self.args.epochs * self.args.iters} iterations per run (batch {self.batch_size}, patch "
+                 f"{self.patch_size}), -device {self.args.device}. Reference: `{self.reference}`."
+                 + (f" {len(self.unscored)} validation case(s) without a reference are not scored: "
+                    f"{', '.join(self.unscored)}." if self.unscored else ""),
+                 "Dice and HD95 (mm) per case and class against the dense reference, averaged over cases (empty "
+                 "predictions: Dice 0, HD95 excluded). sec/iter: median training epoch / iterations.", "",
+                 "| trainer | run | " + " | ".join(f"Dice {n}" for n in names) +
+                 " | mean Dice | mean HD95 | sec/iter | precision |",
+                 "|---|---|" + "---|" * len(names) + "---|---|---|---|"]
+        for t in trainers:
+            for r in self._rows_of(t):
+                lines.append(f"| {t} | {r['run']} | " + " | ".join(_fmt(r["dice"][n]) for n in names) +
+                             f" | **{_fmt(r['mean_dice'])}** | {_fmt(r['mean_hd95'], 2)} | "
+                             f"{_fmt(r['sec_per_iter'])} | {r.get('precision') or '-'} |")
+        lines += ["", "Over runs (mean +- sd of each run's mean over cases):", "",
+                  f"| trainer | runs | mean Dice | mean HD95 | sec/iter (median) | cost vs {baseline} |",
+                  "|---|---|---|---|---|---|"]
+        for t in trainers:
+            rs = self._rows_of(t)
+            seconds = _median([r["sec_per_iter"] for r in rs])
+            ratio = _fmt(seconds / base_time, 2) + "x" if seconds and base_time else "-"
+            lines.append(f"| {t} | {len(rs)} | **{_mean_sd([r['mean_dice'] for r in rs])}** | "
+                         f"{_mean_sd([r['mean_hd95'] for r in rs], 2)} | {_fmt(seconds)} | {ratio} |")
+        comparisons = {}
+        for t in trainers[1:]:
+            bases = [load_json(os.path.join(self.out, r["per_case"])) for r in self._rows_of(baseline)]
+            methods = [load_json(os.path.join(self.out, r["per_case"])) for r in self._rows_of(t)]
+            rows = compare(bases, methods, self.args.resamples)
+            summaries = {"baseline": run_summary(bases), "method": run_summary(methods)}
+            comparisons[t] = {"baseline": baseline, "rows": rows, "runs": summaries}
+            block = format_comparison(rows, summaries, (baseline, t), self.args.resamples, (len(bases), len(methods)))
+            lines += ["", "#" + block[0]] + block[1:]
+        if any(len(self._rows_of(t)) < 3 for t in trainers):
+            lines += ["", "Fewer than 3 runs per trainer: a smoke test, not a decision (pass --runs 3)."]
+        lines += ["", "Reproduce:", "", "```", self.args.invocation, "```", "",
+                  "Commands run by this call (in order; $OUT is the output folder):", "", "```"] + \
+                 [c.replace(self.out, "$OUT") for c in steps.history] + ["```", ""]
+        text = "\n".join(lines)
+        prefix = os.path.join(self.out, RESULTS)
+        with open(prefix + ".md", "w") as f:
+            f.write(text)
+        with open(prefix + ".json", "w") as f:
+            json.dump(json_ready({"setup": self.setup, "rows": self.rows, "comparisons": comparisons,
+                                  "unscored_cases": self.unscored, "invocation": self.args.invocation}), f,
+                      indent=2, allow_nan=False)
+        self._chart(trainers, prefix + ".png")
+        return text
+
+    def _chart(self, trainers: List[str], path: str) -> None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(8, 0.5 * len(trainers) + 1.2))
+        for i, t in enumerate(trainers):
+            values = [r["mean_dice"] for r in self._rows_of(t)]
+            ax.barh(i, np.mean(values), color="tab:blue", alpha=0.6)
+            ax.plot(values, [i] * len(values), "k.", markersize=6)
+            ax.text(np.mean(values) + 0.01, i, f"{np.mean(values):.3f}", va="center", fontsize=8)
+        ax.set_yticks(range(len(trainers)), trainers, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.05)
+        ax.set_xlabel(f"mean Dice over classes, {self.dataset} fold {self.args.fold} (bar: mean over runs, dots: runs)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _median(values) -> Optional[float]:
+    values = [v for v in values if v]
+    return float(np.median(values)) if values else None
+
+
+def _mean_sd(values, digits: int = 3) -> str:
+    values = [v for v in values if v is not None and not np.isnan(v)]
+    if not values:
+        return "-"
+    sd = f" +- {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.{digits}f}{sd}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="nnunet_weak_benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-d", dest="dataset", required=True, help="dataset id or name")
+    parser.add_argument("--trainers", nargs="+", required=True,
+                        help="trainer class names; the first is the baseline of the paired comparisons "
+                             "(e.g. nnUNetTrainerBudget, nnU-Net+pL)")
+    parser.add_argument("-c", dest="configuration", default="2d", help="configuration (default 2d)")
+    parser.add_argument("-f", dest="fold", type=int, default=0)
+    parser.add_argument("-p", dest="plans", default="nnUNetPlans")
+    parser.add_argument("--runs", type=int, default=3, help="independent runs per trainer, seeded 1..K (default 3)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--iters", type=int, default=50, help="training iterations per epoch")
+    parser.add_argument("--val-iters", type=int, default=5, help="pseudo-Dice iterations per epoch")
+    parser.add_argument("--ref", default=None, help="folder of dense reference labels "
+                                                    "(default $nnUNet_raw/<dataset>/labelsTr_dense)")
+    parser.add_argument("-o", dest="output", default=None,
+                        help="output folder (default ./nnunet_weak_benchmark_<dataset>_<configuration>_fold<F>)")
+    parser.add_argument("-device", default=None, choices=("cpu", "cuda"),
+                        help="training and prediction device (default: cuda when available)")
+    parser.add_argument("--retrain", action="store_true", help="train runs whose model exists again")
+    parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.epochs < 1 or args.iters < 1:
+        raise NNWError("--runs, --epochs and --iters must be at least 1")
+    if len(set(args.trainers)) != len(args.trainers):
+        raise NNWError(f"--trainers names a trainer twice ({' '.join(args.trainers)}); use --runs for repeats.")
+    if args.device is None:
+        import torch
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.invocation = "nnunet_weak_benchmark " + " ".join(
+        f'"{a}"' if " " in a else a for a in (argv if argv is not None else sys.argv[1:]))
+    print(Benchmark(args).run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
