@@ -29,8 +29,9 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.experiment import steps
-from nnunet_weak.planning.pair_datasets import DEFAULT_PLANS, aux_plans_name
+from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
+from nnunet_weak.utilities import timing_file
 from nnunet_weak.utilities.errors import NNWError
 
 ROW_MARKER = "nnunet_weak_benchmark_row.json"  # in a trained fold folder: which table row trained it
@@ -227,8 +228,8 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "mean_dice": result["mean_over_classes"]["dice"],
         "mean_hd95": result["mean_over_classes"]["hd95"],
         "empty_predictions": result["empty_predictions"],
-        "sec_per_iter": steps.train_seconds_per_iteration(fold_folder),
-        "precision": steps.train_precision(fold_folder),
+        "sec_per_iter": timing_file.train_seconds_per_iteration(fold_folder),
+        "precision": timing_file.train_precision(fold_folder),
         "train_wall_s": train_seconds,
         "sec_per_case": predict_seconds / len(cases),
         "per_case": os.path.relpath(kept, os.path.dirname(os.path.abspath(args.out))),  # relative to the table
@@ -524,11 +525,11 @@ def rescore_timing(args, env: dict, config: dict) -> str:
     rows = saved["rows"]
     for r in rows:
         folder = training_fold(env, r, args.configuration, args.fold)
-        measured = steps.train_seconds_per_iteration(folder)
+        measured = timing_file.train_seconds_per_iteration(folder)
         if measured is None:  # that run's work folder is gone (e.g. an earlier session): keep what it measured
             print(f"[benchmark] {r['label']}: no timing file under {folder}; keeping {r['sec_per_iter']} s/iter")
         else:
-            r["sec_per_iter"], r["precision"] = measured, steps.train_precision(folder)
+            r["sec_per_iter"], r["precision"] = measured, timing_file.train_precision(folder)
         for key in ("dice", "hd95"):
             r[key] = {c: (float("nan") if v is None else v) for c, v in r[key].items()}
         r["mean_hd95"] = float("nan") if r["mean_hd95"] is None else r["mean_hd95"]

@@ -253,7 +253,7 @@ def test_timing_written_every_epoch_so_a_killed_run_keeps_it(use_env):
     resumed epochs alone."""
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
-    from nnunet_weak.training.budget import TIMING_FILE
+    from nnunet_weak.utilities.timing_file import TIMING_FILE
     trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
     trainer.initialize()
     os.makedirs(trainer.output_folder, exist_ok=True)

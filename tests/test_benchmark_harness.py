@@ -104,7 +104,7 @@ def test_rows_on_different_validation_sets_are_refused():
 
 
 def test_seconds_per_iteration_is_robust_median(tmp_path):
-    from nnunet_weak.experiment.steps import train_seconds_per_iteration
+    from nnunet_weak.utilities.timing_file import train_seconds_per_iteration
     (tmp_path / "nnunet_weak_timing.json").write_text(json.dumps(
         {"iterations_per_epoch": 10, "epochs": [30.0, 5.0, 6.0, 50.0, 7.0]}))  # warm-up, then one noisy epoch
     assert train_seconds_per_iteration(str(tmp_path)) == pytest.approx(0.65)
@@ -217,7 +217,7 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
                    "fold_0")
     target_fold.mkdir(parents=True)
     (target_fold / "checkpoint_final.pth").write_bytes(b"")
-    from nnunet_weak.experiment.steps import TIMING_FILE
+    from nnunet_weak.utilities.timing_file import TIMING_FILE
     (target_fold / TIMING_FILE).write_text(json.dumps({"epochs": [99.0, 8.0, 8.0], "iterations_per_epoch": 2}))
     (tmp_path / "pre" / "Dataset803_MSCMRScribble").mkdir(parents=True)
     (tmp_path / "pre" / "Dataset803_MSCMRScribble" / "splits_final.json").write_text(
@@ -290,7 +290,7 @@ def test_rescoring_keeps_the_timing_of_rows_whose_work_folder_is_gone(tmp_path):
     for r in rows:
         r["hd95"] = {c: 5.0 for c in r["dice"]}
     _report(rows, tmp_path)
-    from nnunet_weak.experiment.steps import TIMING_FILE
+    from nnunet_weak.utilities.timing_file import TIMING_FILE
     fold = tmp_path / "results" / "Dataset801_ACDCScribble" / "nnUNetTrainerPCE__nnUNetPlans__2d_lite" / "fold_0"
     fold.mkdir(parents=True)
     (fold / TIMING_FILE).write_text(json.dumps({"epochs": [9.0, 3.0, 3.0], "iterations_per_epoch": 3}))
@@ -307,7 +307,7 @@ def test_rescoring_keeps_the_timing_of_rows_whose_work_folder_is_gone(tmp_path):
 
 
 def test_precision_column_appears_once_a_row_trained_on_the_fast_path(tmp_path):
-    from nnunet_weak.experiment.steps import train_precision
+    from nnunet_weak.utilities.timing_file import train_precision
     fp32 = [_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.5, 0.8)]
     assert "precision" not in _report(fp32, tmp_path)          # fp32-only tables read as before
     table = _report(fp32 + [{**_row("nnU-Net+pL, fast", "nnUNetTrainerBudget", 0.5, 0.4),

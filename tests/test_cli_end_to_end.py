@@ -9,6 +9,7 @@ import torch
 
 from conftest import TINY_ID, TINY_NAME
 from nnunet_weak.experiment import steps
+from nnunet_weak.utilities import timing_file
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -25,7 +26,7 @@ def test_train_resume_predict_evaluate_pce(tiny_env, tmp_path):
     fold = os.path.join(steps.model_folder(env, TINY_NAME, "nnUNetTrainerPCE", "2d_lite"), "fold_0")
     first = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
     assert first["trainer_name"] == "nnUNetTrainerPCE" and first["current_epoch"] == 1
-    assert steps.train_seconds_per_iteration(fold) > 0
+    assert timing_file.train_seconds_per_iteration(fold) > 0
 
     # --c resumes from checkpoint_final and trains the missing epoch
     steps.train(TINY_ID, "2d_lite", 0, "nnUNetTrainerPCE", {**env, "NNW_NUM_EPOCHS": "2"}, log, ["--c"])

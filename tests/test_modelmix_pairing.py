@@ -17,8 +17,8 @@ import torch
 from conftest import TINY_SHAPE
 from nnunet_weak.demo.dataset import write_demo_dataset
 from nnunet_weak.experiment import steps
-from nnunet_weak.planning.pair_datasets import (MODELMIX_FILE, fix_moved_plans, main, owner_configuration,
-                                                read_pairing, spatial_dims_of_fingerprint)
+from nnunet_weak.planning.pair_datasets import fix_moved_plans, main, spatial_dims_of_fingerprint
+from nnunet_weak.planning.pairing_io import MODELMIX_FILE, owner_configuration, read_pairing
 from nnunet_weak.utilities.errors import NNWError
 
 TARGET_ID, AUX_ID, OTHER_ID, FLAT_ID = 971, 972, 973, 974

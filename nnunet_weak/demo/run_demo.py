@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     from nnunet_weak.evaluation.evaluate_dense import evaluate_folder
     from nnunet_weak.experiment import steps
 
-    from nnunet_weak.utilities import cpu_bf16
+    from nnunet_weak.utilities import cpu_bf16, timing_file
 
     start = time.perf_counter()
     os.environ.setdefault(cpu_bf16.VARIABLE, "1")  # the demo shows the fast path (NNW_CPU_BF16=0 runs it in fp32)
@@ -163,8 +163,8 @@ def main(argv=None) -> int:
         steps.predict(os.path.join(raw, "imagesTs"), out, DATASET_ID, "2d_lite", 0, trainer, env, log)
         folder = steps.model_folder(env, DATASET_NAME, trainer, "2d_lite")
         rows.append({"model": label, "trainer": trainer, "prediction": out,
-                     "sec_per_iter": steps.train_seconds_per_iteration(os.path.join(folder, "fold_0")),
-                     "precision": steps.train_precision(os.path.join(folder, "fold_0"))})
+                     "sec_per_iter": timing_file.train_seconds_per_iteration(os.path.join(folder, "fold_0")),
+                     "precision": timing_file.train_precision(os.path.join(folder, "fold_0"))})
 
     untrained = write_untrained_model(steps.model_folder(env, DATASET_NAME, TRAINERS[0][1], "2d_lite"),
                                       os.path.join(workdir, "untrained_model"))

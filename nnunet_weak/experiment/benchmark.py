@@ -27,6 +27,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.evaluation.paired import compare, format_comparison, run_summary
 from nnunet_weak.experiment import steps
+from nnunet_weak.utilities import timing_file
 from nnunet_weak.utilities.env import require_env
 from nnunet_weak.utilities.errors import NNWError
 
@@ -205,8 +206,8 @@ class Benchmark:
                 "hd95": {c: result["mean"][c]["hd95"] for c in self.classes},
                 "mean_dice": result["mean_over_classes"]["dice"], "mean_hd95": result["mean_over_classes"]["hd95"],
                 "empty_predictions": result["empty_predictions"],
-                "sec_per_iter": steps.train_seconds_per_iteration(fold_folder),
-                "precision": steps.train_precision(fold_folder), "train_wall_s": train_seconds,
+                "sec_per_iter": timing_file.train_seconds_per_iteration(fold_folder),
+                "precision": timing_file.train_precision(fold_folder), "train_wall_s": train_seconds,
                 "sec_per_case": predict_seconds / len(self.cases),
                 "per_case": os.path.relpath(per_case, self.out)}
 

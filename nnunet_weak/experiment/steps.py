@@ -4,7 +4,6 @@ Every step runs the real console command in a subprocess (exactly what a user ty
 of one experiment folder and CPU-friendly defaults, and logs its output to a file. A failing step raises
 :class:`NNWError` with the command, the log file and its last lines.
 """
-import json
 import os
 import shutil
 import subprocess
@@ -14,7 +13,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from nnunet_weak.training.budget import TIMING_FILE
 from nnunet_weak.utilities.errors import NNWError
 
 history: List[str] = []  # every command run through run_command, for the reports' "how to reproduce"
@@ -77,29 +75,6 @@ def run_command(args: Sequence[str], env: Dict[str, str], log_file: str,
 def model_folder(env: Dict[str, str], dataset_name: str, trainer: str, configuration: str,
                  plans: str = "nnUNetPlans") -> str:
     return os.path.join(env["nnUNet_results"], dataset_name, f"{trainer}__{plans}__{configuration}")
-
-
-def train_seconds_per_iteration(fold_folder: str, skip_first: bool = True) -> Optional[float]:
-    """Seconds per training iteration from the trainer's timing file: the median epoch (robust to a noisy
-    neighbour on a shared machine) divided by the iterations per epoch; the first epoch (warm-up) is skipped
-    when there are more."""
-    path = os.path.join(fold_folder, TIMING_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        record = json.load(f)
-    epochs = record["epochs"][1:] if skip_first and len(record["epochs"]) > 1 else record["epochs"]
-    return float(np.median(epochs)) / record["iterations_per_epoch"] if epochs else None
-
-
-def train_precision(fold_folder: str) -> Optional[str]:
-    """What a trained fold computed in ('fp32', 'bf16 autocast (CPU)', ...), from its timing file; runs from
-    before the CPU fast path existed recorded nothing and ran in fp32. None without a timing file."""
-    path = os.path.join(fold_folder, TIMING_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f).get("precision", "fp32")
 
 
 def plan_and_preprocess(dataset_id: int, configurations: List[str], env: Dict[str, str], log_file: str) -> float:

@@ -28,20 +28,20 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
 from nnunet_weak.data.label_integrity import CACHE_NAME, check_raw_dataset
+from nnunet_weak.networks.wrappers import unwrap
 
 from nnunet_weak.training.loss_factory import float32_loss
-from nnunet_weak.training.two_networks import unwrap
 from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.env import env_flag, env_int, require_env
 from nnunet_weak.utilities.errors import NNWError
 from nnunet_weak.utilities.seeding import seed_everything
+from nnunet_weak.utilities.timing_file import TIMING_FILE
 
 LENGTH_VARIABLES = {
     "NNW_NUM_EPOCHS": ("num_epochs", 1),
     "NNW_ITERS_PER_EPOCH": ("num_iterations_per_epoch", 1),
     "NNW_VAL_ITERS_PER_EPOCH": ("num_val_iterations_per_epoch", 1),
 }
-TIMING_FILE = "nnunet_weak_timing.json"
 
 
 def apply_training_length(trainer) -> dict:

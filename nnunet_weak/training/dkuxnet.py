@@ -31,35 +31,25 @@ Variants: ``_lite`` (CPU-sized widths; ``_lite_AdamW`` with the paper's optimise
 auxiliary heads at d1-d3), ``_KL`` (symmetric-KL consistency).
 """
 import math
-import os
 
 import torch
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunet_weak.data.strong_view import StrongViewSettings, ignore_erased, strong_view
 from nnunet_weak.losses.distribution_consistency import DistributionConsistency, softmax_probabilities
 from nnunet_weak.losses.query_loss import QueryLoss
 from nnunet_weak.networks.dkuxnet import PAPER_WIDTHS, build_dkuxnet, dkuxnet_strides
 from nnunet_weak.networks.kmax import group_of_class
-from nnunet_weak.training.loss_factory import dice_ce_loss
+from nnunet_weak.networks.wrappers import unwrap
+from nnunet_weak.training.compile_policy import explicit_compile
+from nnunet_weak.training.loss_factory import dice_ce_loss, single_scale
 from nnunet_weak.training.lr_schedule import WarmupPolyLRScheduler
-from nnunet_weak.training.two_networks import set_deep_supervision, unwrap
+from nnunet_weak.training.two_networks import set_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.errors import NNWError
 
 LITE_WIDTHS = dict(PAPER_WIDTHS, widths=(16, 32, 64, 128), hidden=256, num_queries=32, query_dim=64, pixel_dim=32,
                    mask_dim=32, num_heads=4, key_dim=32, ffn_dim=256)
-
-
-def single_scale(loss: torch.nn.Module) -> torch.nn.Module:
-    """The inner loss of a deep-supervision wrapper (for a full-resolution-only term)."""
-    return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
-
-
-def explicit_compile(parent_decision) -> bool:
-    """torch.compile only when ``nnUNet_compile`` is set (the networks' forward has data-dependent parts)."""
-    return "nnUNet_compile" in os.environ and parent_decision()
 
 
 def _zero_like_graph(*tensors: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,8 @@ import torch
 from nnunet_weak.losses.query_loss import QueryLoss
 from nnunet_weak.networks.kmax import group_of_class
 from nnunet_weak.networks.kmax_plainunet import LEVEL_STRIDES, build_kmax_plain_unet
-from nnunet_weak.training.dkuxnet import explicit_compile, single_scale
-from nnunet_weak.training.loss_factory import dice_ce_loss
+from nnunet_weak.training.compile_policy import explicit_compile
+from nnunet_weak.training.loss_factory import dice_ce_loss, single_scale
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities import cpu_bf16
 

@@ -38,6 +38,12 @@ def dice_ce_loss(trainer, ignore_label: Optional[int] = None) -> torch.nn.Module
     return float32_loss(loss) if getattr(trainer, "cpu_bf16", False) else loss
 
 
+def single_scale(loss: torch.nn.Module) -> torch.nn.Module:
+    """The loss applied to one output tensor: the inner loss of nnU-Net's deep-supervision wrapper (for a
+    full-resolution-only term), ``loss`` itself without one."""
+    return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
+
+
 def float32_loss(loss: torch.nn.Module) -> torch.nn.Module:
     """``loss`` computing in float32 under autocast. A deep-supervision wrapper keeps its place outside (callers
     take its ``.loss`` for one output tensor); the loss inside it is wrapped. Idempotent."""

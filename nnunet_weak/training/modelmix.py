@@ -31,13 +31,13 @@ from os.path import join
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, load_json
 from nnunetv2.paths import nnUNet_preprocessed
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
 from nnunet_weak.data.rotation import rotate, rotate_labels, valid_after_round_trip
 from nnunet_weak.losses.vicinal import batch_mixup, class_cosine, draw_beta, mixup_terms, one_hot_partial
 from nnunet_weak.networks.param_mix import mixed_parameters, mixing_pool, virtual_forward
-from nnunet_weak.planning.pair_datasets import read_pairing
+from nnunet_weak.planning.pairing_io import read_pairing
+from nnunet_weak.training.loss_factory import single_scale
 from nnunet_weak.training.two_networks import set_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities.errors import NNWError
@@ -56,11 +56,6 @@ class nnUNetTrainerModelMixAux(nnUNetTrainerWeakBase):
         for loader in (self.dataloader_train, self.dataloader_val):
             if hasattr(loader, "_finish"):
                 loader._finish()
-
-
-def full_resolution_loss(loss: torch.nn.Module) -> torch.nn.Module:
-    """The loss applied to one output tensor: the inner loss of nnU-Net's deep-supervision wrapper."""
-    return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
 
 
 class AuxIdentity:
@@ -211,7 +206,7 @@ class nnUNetTrainerModelMix(nnUNetTrainerWeakBase):
             params = mixed_parameters(owner, other, layers, lam, self.mix_gradients)
             virtual = virtual_forward(owner, params, x_r)
             virtual = virtual[0] if isinstance(virtual, (list, tuple)) else virtual
-            terms["vsup"] = full_resolution_loss(loss)(virtual, y_r)
+            terms["vsup"] = single_scale(loss)(virtual, y_r)
             back = rotate(torch.softmax(virtual.float(), 1), -theta)
             valid = valid_after_round_trip(probs, theta)
             terms["vreg"] = -class_cosine(probs * valid, back * valid)

@@ -18,16 +18,13 @@ from batchgenerators.utilities.file_and_folder_operations import load_json, mayb
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
+from nnunet_weak.networks.wrappers import plain_state_dict
 from nnunet_weak.training.weak_base import EXTRA_STATE_KEY
 from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 from nnunet_weak.utilities.env import require_env
 from nnunet_weak.utilities.errors import NNWError
 
 AUX_TRAINER = "nnUNetTrainerModelMixAux"
-
-
-def _strip_compile_prefix(weights: dict) -> dict:
-    return {k[len("_orig_mod."):] if k.startswith("_orig_mod.") else k: v for k, v in weights.items()}
 
 
 def _write_json_once(obj: dict, path: str, overwrite: bool) -> None:
@@ -59,7 +56,7 @@ def export_aux(checkpoint_file: str, overwrite: bool = False) -> str:
     _write_json_once(plans, join(base, "plans.json"), overwrite)
     _write_json_once(aux["dataset_json"], join(base, "dataset.json"), overwrite)
     torch.save({
-        "network_weights": _strip_compile_prefix(extra["modelmix_aux_network"]),
+        "network_weights": plain_state_dict(extra["modelmix_aux_network"]),
         "optimizer_state": None,
         "grad_scaler_state": None,
         "current_epoch": checkpoint.get("current_epoch"),

@@ -8,19 +8,10 @@ import copy
 import os
 
 import torch
-from torch._dynamo import OptimizedModule
 
+from nnunet_weak.networks.wrappers import plain_state_dict, unwrap
 from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 from nnunet_weak.utilities.errors import NNWError
-
-
-def unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The plain module behind DDP / torch.compile wrappers."""
-    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
-        module = module.module
-    if isinstance(module, OptimizedModule):
-        module = module._orig_mod
-    return module
 
 
 def set_deep_supervision(module: torch.nn.Module, enabled: bool) -> None:
@@ -61,8 +52,7 @@ def load_network_weights(module: torch.nn.Module, checkpoint: str, configuration
     if trained_on is not None and trained_on != configuration:
         raise NNWError(f"{checkpoint} was trained with configuration {trained_on!r}, not {configuration!r}; "
                        f"{what} needs a checkpoint of the same configuration ({env_variable}).")
-    weights = {k[len("_orig_mod."):] if k.startswith("_orig_mod.") else k: v
-               for k, v in saved["network_weights"].items()}
+    weights = plain_state_dict(saved["network_weights"])
     try:
         unwrap(module).load_state_dict(weights, strict=True)
     except RuntimeError as e:
