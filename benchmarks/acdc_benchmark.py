@@ -8,13 +8,13 @@ set (ACDC fold 0, or the 5 dense MSCMRseg validation subjects).
         --run 801:nnUNetTrainerBudget:"nnU-Net+pL" --run 801:nnUNetTrainerPCE:pCE
 
 Each ``--run`` is DATASET_ID:TRAINER[:LABEL]; ``--runs K`` trains each K times (independent runs seeded
-NNW_SEED=1..K, rows "LABEL, run k", summarised as mean +- sd over runs). Datasets are converted (dataset_conversion/) and planned /
+NNW_SEED=1..K, rows "LABEL, run k", summarised as mean +- sd over runs). Datasets are converted
+(nnunet_weak.dataset_conversion) and planned /
 preprocessed (``-c 2d`` + ``nnunet_weak_add_lite``) when missing in the work folder; a run whose
 ``checkpoint_final.pth`` exists is not trained again (``--retrain`` forces it). Only the stock nnU-Net commands
 train and predict; the budget reaches every trainer through NNW_NUM_EPOCHS / NNW_ITERS_PER_EPOCH.
 """
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -27,6 +27,7 @@ import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import load_json
 
 from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
+from nnunet_weak.dataset_conversion import conversion_module
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.experiment import steps
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
@@ -74,14 +75,6 @@ def parse_run(text: str) -> dict:
             "label": parts[2] if len(parts) == 3 else f"{parts[1]} on {dataset_id}"}
 
 
-def _load_conversion(dataset_name: str):
-    path = os.path.join(os.path.dirname(HERE), "dataset_conversion", f"{dataset_name}.py")
-    spec = importlib.util.spec_from_file_location(dataset_name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configuration: str) -> str:
     """Convert and preprocess if needed; returns the raw dataset folder."""
     name, sub = CONVERSIONS[dataset_id]
@@ -89,7 +82,7 @@ def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configura
     if not os.path.isfile(os.path.join(raw, "dataset.json")):
         print(f"[benchmark] converting {name} from {os.path.join(source, sub)}")
         os.environ["nnUNet_preprocessed"] = env["nnUNet_preprocessed"]  # conversions also place the splits there
-        _load_conversion(name).convert(os.path.join(source, sub), env["nnUNet_raw"], verbose=False)
+        conversion_module(name).convert(os.path.join(source, sub), env["nnUNet_raw"], verbose=False)
     preprocessed = os.path.join(env["nnUNet_preprocessed"], name)
     plans_file = os.path.join(preprocessed, "nnUNetPlans.json")
     parent = "2d" if configuration.startswith("2d") else "3d_fullres"

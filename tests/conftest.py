@@ -1,11 +1,11 @@
 """Shared fixtures: a tiny scribble dataset, planned and preprocessed once per session by the stock CLI."""
-import importlib.util
 import json
 import os
 
 import pytest
 import torch
 
+from nnunet_weak.dataset_conversion import conversion_module
 from nnunet_weak.demo.dataset import write_demo_dataset
 from nnunet_weak.experiment import steps
 
@@ -50,11 +50,8 @@ def use_env(tiny_env, monkeypatch):
 
 
 def conversion_script(name):
-    """The module of ``dataset_conversion/<name>.py`` (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "dataset_conversion", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The conversion module ``nnunet_weak.dataset_conversion.<name>``."""
+    return conversion_module(name)
 
 
 @pytest.fixture
