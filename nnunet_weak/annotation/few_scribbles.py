@@ -1,10 +1,10 @@
-"""ModelMix's "few-scribble" setting (spec ``modelmix.md`` 3, 7.1, 8.9): a handful of training volumes keep their
+"""ModelMix's "few-scribble" setting: a handful of training volumes keep their
 scribbles, every other TRAINING case becomes an all-ignore (unlabelled) label map, validation cases keep their
 labels (nnU-Net validates on them).
 
 Which training volumes keep their scribbles (:func:`select_few_scribbles`):
 
-- default: the official picks of the ModelMix code (:data:`OFFICIAL_PICKS`, spec 3):
+- default: the official picks of the ModelMix code (:data:`OFFICIAL_PICKS`):
   ACDC ``patient065_frame01, patient043_frame01, patient070_frame01, patient005_frame13, patient032_frame12``
   (the first 5 volumes of ``random.seed(42); random.shuffle`` of the 140 sorted volumes of patients 001-070 -- checked
   against the real file names), MSCMR subjects 13, 14, 15, 18, 19 (first 5 in sorted file-name order), MyoPS
@@ -125,7 +125,7 @@ def select_few_scribbles(train: Iterable[str], val: Iterable[str], official: Seq
         if not 1 <= count <= len(train):
             raise NNWError(f"--labelled must lie in 1..{len(train)} (the training cases of the split), got {count}")
         requested = list(official[:count])
-        method = ("official picks (spec modelmix.md 3)" if labelled is None
+        method = ("official picks of the ModelMix code" if labelled is None
                   else f"--labelled {count}: the first {count} of the official picks")
         if count > len(official):
             method += f", then the seed-{seed} shuffle of the training volumes"

@@ -1,5 +1,5 @@
 """Geodesic distance by raster scanning (GeodisTK semantics) and PA-Seg's expansion of point clicks into a
-partial nnU-Net label map (spec ``paseg.md`` §2; it runs at dataset conversion time, §7.1).
+partial nnU-Net label map (it runs at dataset conversion time).
 
 Distance
 --------
@@ -12,43 +12,43 @@ Distance
   in-plane offset (dh, dw) comes before (0, 0) in row-major order, in the plane above, the same plane and the
   plane *below* (whose values are those of the previous backward sweep), plus the voxel straight above; the
   backward half is its mirror image. This mask is not the causal one of the sweep order, so a few iterations
-  leave direction-dependent over-estimates; PA-Seg uses 4 and its threshold depends on them (§2 "Four iterations
-  do not converge"), so the scan is reproduced, not replaced by an exact geodesic solver;
+  leave direction-dependent over-estimates; PA-Seg uses 4 and its threshold depends on them (four iterations
+  do not converge), so the scan is reproduced, not replaced by an exact geodesic solver;
 * step cost from q to a neighbour p: ``len(p, q) / ((1 - lam) + lam / (|I_p - I_q| + 1e-5))``; ``len`` is the
   physical step length from the spacing (array order), ``|.|`` the Euclidean norm over channels;
 * the arithmetic follows the C++ code: float32 distances, intensity differences and step lengths, the speed
   evaluated in double precision and rounded to float32. Our results match GeodisTK's to about 1e-5.
 
 Extensions over GeodisTK: ``iterations=None`` repeats the scan until an iteration changes nothing (the
-"converged" option of §8.1; with it the result is the shortest path on the 26-/8-neighbour graph with the step
+"converged" option; with it the result is the shortest path on the 26-/8-neighbour graph with the step
 costs above, and the threshold must be re-tuned because the maximum shrinks); the 2D function accepts a
 ``spacing`` (GeodisTK's 2D scan has none; the default (1, 1) is its behaviour); images are channel-first
 (``(C, D, H, W)``, nnU-Net's convention) instead of GeodisTK's channel-last.
 
 Why numba: the scan is a sequential recurrence (every voxel depends on the one just updated), so it does not
 vectorise; plain Python takes minutes per case and a numpy port (per-row min-plus prefix scans) is about 20x
-slower than C++. A numba ``@njit`` kernel runs at close to C++ speed (the 60x80x80 box the spec times at 0.5 s
+slower than C++. A numba ``@njit`` kernel runs at close to C++ speed (the 60x80x80 box PA-Seg's GeodisTK times at 0.5 s
 with GeodisTK), and numba ships binary wheels, so nothing has to be compiled at install time; GeodisTK is an
 sdist whose C++ extension no longer builds against numpy 2. The kernel is compiled on first use (a few
 seconds) and cached on disk (``cache=True``). ``backend="geodistk"`` calls an installed GeodisTK instead, for
 cross-checking.
 
-Expansion of points (§2)
+Expansion of points
 ------------------------
 :func:`expand_points` turns the point records of :mod:`nnunet_weak.annotation.points` (seven per target: one
 foreground point, six background points just outside the target) into a label map, per target k:
 
 1. box B = the inclusive bounding box of all points of k (the background points lie on its faces);
 2. crop the *raw* image (all channels given) to B as float32; D = geodesic distance from the foreground
-   point(s), lam = 0.5, 4 iterations, physical spacing (§8.1, §8.3);
-3. inside B: the target's class where D < tau * max_B(D), tau = 0.2 (the README value, §8.2), else ignore;
+   point(s), lam = 0.5, 4 iterations, physical spacing;
+3. inside B: the target's class where D < tau * max_B(D), tau = 0.2 (the README value), else ignore;
    outside B: background (0);
 4. optional (BraTS, ``background_at_min_intensity``): voxels at the global image minimum are background, even
    inside B (a voxel qualifies when every channel is at its own minimum);
 5. several targets are merged as in the BraTS script: foreground where any target says foreground, background
    only where every target says background, ignore otherwise.
 
-Choices where the spec is silent (what an nnU-Net user would expect):
+Choices where PA-Seg's paper and code are silent (what an nnU-Net user would expect):
 
 * Classes: each target carries the class value of its records (PA-Seg: always 1), so multi-class datasets work.
   A voxel claimed as foreground by targets of *different* classes becomes ignore (contradictory evidence is left
@@ -58,7 +58,7 @@ Choices where the spec is silent (what an nnU-Net user would expect):
 * Clicks keep their labels: after 3-5 the foreground point voxels are set to their class (the code gives them
   the class anyway whenever max_B(D) > 0) and, with ``label_background_points=True`` (default), the background
   click voxels are set to 0. In the original code the six background clicks act only through the box and get
-  whatever the threshold says (almost always ignore; §1), so this changes at most six voxels per target and
+  whatever the threshold says (almost always ignore), so this changes at most six voxels per target and
   never makes a clicked background voxel foreground. Pass ``False`` for the code's behaviour.
 * Every target needs at least one foreground record; a target without one is a user error (:class:`NNWError`).
 """
@@ -317,7 +317,7 @@ def expand_points(image: np.ndarray, points, spacing: Sequence[float], lam: floa
                   ignore_label: Optional[int] = None, background_at_min_intensity: bool = False,
                   label_background_points: bool = True, backend: str = "numba", normalise: str = "none",
                   exclusive: bool = False) -> PointExpansion:
-    """Expand point clicks into a partial label map (0 background, target classes, ``ignore_label``); §2.
+    """Expand point clicks into a partial label map (0 background, target classes, ``ignore_label``).
 
     ``image``: the raw (not normalised) image, (D, H, W) or channel-first (C, D, H, W); ``points``: records with
     ``target``, ``label``, ``kind`` ("foreground"/"background") and ``voxel`` (z, y, x), e.g. from

@@ -1,4 +1,4 @@
-"""Left Atrium 2018 (LA) in the UA-MT h5 layout -> semi-supervised nnU-Net v2 raw dataset (spec ``dkuxnet.md`` 4, 7.4).
+"""Left Atrium 2018 (LA) in the UA-MT h5 layout -> semi-supervised nnU-Net v2 raw dataset.
 
 Source layout (yulequan/UA-MT ``data/``, used by most semi-supervised LA papers):
 

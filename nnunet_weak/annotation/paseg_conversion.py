@@ -1,5 +1,5 @@
-"""Shared part of the PA-Seg dataset conversions (``dataset_conversion/Dataset811_VSPoints.py`` and
-``Dataset812_BraTSPoints.py``; spec ``paseg.md`` §1, §2, §5 "Data and splits", §7.1, §8.10-8.12).
+"""Shared part of the PA-Seg dataset conversions (``nnunet_weak.dataset_conversion.Dataset811_VSPoints`` and
+``Dataset812_BraTSPoints``): PA-Seg's click simulation, seed expansion, data and splits.
 
 A conversion lists its cases (:class:`PasegCase`: id, raw image, dense segmentation) and their phases
 (training / validation / inference, from a PA-Seg split CSV or :func:`hashed_split`), then
@@ -16,7 +16,7 @@ A conversion lists its cases (:class:`PasegCase`: id, raw image, dense segmentat
   Dice of the expanded labels against the dense masks, the figures PA-Seg's scripts log), ``dataset.json`` and a
   single-fold ``splits_final.json`` (fold 0 = the split's training / validation lists).
 
-Optional GT-centred crop (§5, §8.11): PA-Seg crops every VS case, test cases included, to a 48x128x128 (z, y, x)
+Optional GT-centred crop: PA-Seg crops every VS case, test cases included, to a 48x128x128 (z, y, x)
 window centred on the tumour's bounding box (``data/VS/image_crop.py``): zero-pad symmetrically to at least the
 window, centre = floor of the middle of the inclusive box, window clipped to the padded volume. The window here is
 the same, so the official (already cropped) VS point volumes line up voxel for voxel; unlike the original, the
@@ -235,7 +235,7 @@ def expand_case(image: sitk.Image, gt: np.ndarray, points: Optional[List[PointRe
     """PA-Seg weak labels of one case: (labels (z, y, x) uint8 with 0 / 1 / 2 = ignore, the point records).
 
     ``gt``: dense tumour mask (z, y, x) on the image grid, used to simulate the clicks when ``points`` is None;
-    the expansion runs on the raw intensities of ``image`` (§2, §8.3)."""
+    the expansion runs on the raw intensities of ``image``."""
     if points is None:
         if not np.any(gt):
             raise NNWError(f"{source} holds no tumour voxel, so no click can be simulated; drop the case from the "

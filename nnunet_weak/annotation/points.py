@@ -1,7 +1,7 @@
-"""Simulated PA-Seg point clicks from dense 3D label maps (spec ``paseg.md`` §1), their JSON files and the
+"""Simulated PA-Seg point clicks from dense 3D label maps, their JSON files and the
 point-volume encoding of the original code.
 
-Protocol (§1): seven points per target, one *foreground* point inside it and six *background* points just
+Protocol: seven points per target, one *foreground* point inside it and six *background* points just
 outside its extremes along -z, +z, -y, +y, -x, +x. A target is one connected component of one class. For
 every class and every kept component:
 
@@ -10,16 +10,16 @@ every class and every kept component:
   centroid, then by array order. Unlike the centroid this always lies inside non-convex shapes;
 * background points: for each axis a and side s, among the component voxels on its extreme plane along a, the
   one nearest the centroid in the other two (physical) coordinates, moved outwards along a by
-  ``m_a = max(1, round(margin_mm / spacing_a))`` voxels (default margin 2 mm, §8.12; halves round up), then
+  ``m_a = max(1, round(margin_mm / spacing_a))`` voxels (default margin 2 mm; halves round up), then
   clipped to the volume;
 * optional annotator noise: integer jitter of up to ``jitter`` voxels in the two in-plane coordinates of each
   background point (clipped to the volume) and in all coordinates of the foreground point, the latter drawn
   uniformly among the component voxels within that cube so the point stays inside the target.
 
-The inclusive box of the six background points therefore contains the whole component (§1.3) and, unless
+The inclusive box of the six background points therefore contains the whole component and, unless
 the component touches the image border, the background points lie outside it.
 
-Choices where the spec is silent (what an nnU-Net user would expect):
+Choices where PA-Seg's paper and code are silent (what an nnU-Net user would expect):
 
 * Connectivity: full (26-neighbour) connectivity, so voxels touching by a corner belong to one target, as an
   annotator would see them.
@@ -29,10 +29,10 @@ Choices where the spec is silent (what an nnU-Net user would expect):
 * ``max_targets`` applies per class and keeps the largest components.
 * Target numbering: classes in increasing order, within a class components by decreasing size (equal sizes in
   array order); k = 1, 2, ... across classes. The point volume stores 2k-1 at the background points and 2k at
-  the foreground point of target k (§1); the class of each target is kept in the records / JSON (the original
+  the foreground point of target k; the class of each target is kept in the records / JSON (the original
   data has a single class, so ``points_from_volume`` assumes class 1 unless told otherwise).
-* Only 3D volumes: the spec defines the protocol for 3D (and keeps the expansion 3D for 2D configurations,
-  §7.4); a 2D map is a user error here.
+* Only 3D volumes: PA-Seg defines the protocol for 3D (and keeps the expansion 3D for 2D
+  configurations); a 2D map is a user error here.
 * Coordinates: ``voxel`` is the index in array order (z, y, x) of ``SimpleITK.GetArrayFromImage``; ``world``
   is the physical point (x, y, z, in the image's frame, mm) given by the image's origin, spacing and direction,
   identical to ``TransformContinuousIndexToPhysicalPoint`` of the (x, y, z) index.
@@ -131,7 +131,7 @@ def simulate_points(labels: np.ndarray, spacing: Optional[Sequence[float]] = Non
                     margin_mm: float = DEFAULT_MARGIN_MM, jitter: int = 0, min_size: int = DEFAULT_MIN_SIZE,
                     min_fraction: float = DEFAULT_MIN_FRACTION, max_targets: Optional[int] = None,
                     rng: Union[np.random.Generator, int, None] = 0) -> List[PointRecord]:
-    """Seven PA-Seg clicks per target of the dense 3D label map ``labels`` (z, y, x); §1.
+    """Seven PA-Seg clicks per target of the dense 3D label map ``labels`` (z, y, x).
 
     ``spacing`` (z, y, x) in mm; if omitted it is taken from ``reference`` (a SimpleITK image or
     :class:`Geometry` of the case, which also fills in world coordinates), else 1. ``classes``: the label

@@ -1,4 +1,4 @@
-"""CutMix-style mixing for PCLMix's dynamic mix (spec ``pclmix.md`` sections 2 step 3 and 6.4/6.5).
+"""CutMix-style mixing for PCLMix's dynamic mix.
 
 One rectangle per sample covers a fixed fraction of the patch (0.2): height fraction exp(u * ln area),
 u ~ U(0, 1), width fraction area / height fraction, sizes rounded to pixels, top-left corner uniform with the box
@@ -72,7 +72,7 @@ def two_permutations(batch: int, device="cpu", generator: Optional[torch.Generat
 def dynamic_mix(data: torch.Tensor, target: Union[torch.Tensor, List[torch.Tensor]], labels_a: torch.Tensor,
                 labels_b: torch.Tensor, area: float = 0.2
                 ) -> Tuple[torch.Tensor, Union[torch.Tensor, List[torch.Tensor]], torch.Tensor]:
-    """PCLMix's dynamic mix of one batch (spec ``pclmix.md`` 6.4): two permutations a and b of the batch, one box
+    """PCLMix's dynamic mix of one batch: two permutations a and b of the batch, one box
     per sample, and a coin flip which permutation fills the box; the other fills the surroundings.
 
     data: (b, c, H, W) images; target: (b, 1, H, W) label map or the deep-supervision list; labels_a / labels_b:

@@ -1,5 +1,5 @@
-"""In-plane rotation of network inputs, label maps and predictions on the GPU (ModelMix's vicinal terms, spec
-``modelmix.md`` sections 2 and 7.4).
+"""In-plane rotation of network inputs, label maps and predictions on the GPU (ModelMix's vicinal
+terms).
 
 Rotations are rigid in pixel units about the patch centre (the grid is scaled by the patch's aspect ratio, so a
 128 x 112 patch is not sheared) and act on the last two axes; 3D patches (b, c, d, h, w) rotate slice by slice.

@@ -1,4 +1,4 @@
-"""Strong, intensity-only view of an already augmented batch, made on the batch's device (spec ``dkuxnet.md`` 7.5).
+"""Strong, intensity-only view of an already augmented batch, made on the batch's device.
 
 Dual-KMax UX-Net feeds nnU-Net's augmented patch (the *weak* view) to network B and this *strong* view to network A.
 Only intensities change, so both views stay voxel-aligned with each other and with the labels. Per sample, each
@@ -14,7 +14,7 @@ operation is applied with its own probability, in this order:
 
 The random draws happen on the CPU (``generator`` makes them reproducible; without one the noise is drawn on the
 device); the arithmetic runs on the device.
-The probabilities and ranges are this package's choice (the spec lists the operations, not their settings).
+The probabilities and ranges are this package's choice (the paper lists the operations, not their settings).
 """
 import math
 from dataclasses import dataclass

@@ -21,7 +21,7 @@ seed_quality.{csv,json}, and a single-fold splits_final.json with the split's tr
 Clicks: simulated from the dense labels by default, or ``--points DIR`` with the official point volumes
 ``DIR/<case>_7points.nii.gz`` (value 1 = background points, 2 = foreground point). Those files are on PA-Seg's
 128x128x48 GT-centred crop, so they need ``--crop-gt-centred``, which crops every case, test cases included, to
-that window as PA-Seg did (§8.11: it uses the test GT to localise, so it is off by default; full volumes are the
+that window as PA-Seg did (it uses the test GT to localise, so it is off by default; full volumes are the
 honest setting).
 """
 import os

@@ -11,14 +11,14 @@ Source layout (the BraTS 2019 training release):
 SOURCE may also be the folder that holds HGG/ and LGG/ directly. Every case folder needs both files.
 
 Split: ``--split`` PA-Seg's splits/split_BraTS.csv (rows "case,phase": training / validation / inference). It
-lists 272 of the 335 cases; the unlisted ones join its single inference case in imagesTs (§8.10: the 64-case test
+lists 272 of the 335 cases; the unlisted ones join its single inference case in imagesTs (the 64-case test
 set). Without ``--split``: a deterministic split by the MD5 of the case id, in PA-Seg's proportions (64/335 test,
 27/335 validation, the rest training; ``paseg_conversion.hashed_split``).
 
 Output (``nnunet_weak.annotation.paseg_conversion``): training + validation cases in imagesTr / labelsTr (0
 background, 1 tumour, 2 ignore) / labelsTr_dense, test cases in imagesTs / labelsTs (dense), points/CASE.json,
 seed_quality.{csv,json}, single-fold splits_final.json. Voxels at the image minimum (the zero background outside
-the brain) are labelled background even inside a target's box, as in PA-Seg's BraTS script (§2.6).
+the brain) are labelled background even inside a target's box, as in PA-Seg's BraTS script.
 
 Clicks: simulated from the whole-tumour mask (7 per connected component, so separate tumours get their own
 points), or ``--points DIR`` with the official point volumes ``DIR/<case>_7points.nii.gz`` on the full 155x240x240
@@ -80,7 +80,7 @@ def convert(source: str, nnunet_raw: str, split: str = None, overwrite: bool = F
     if split:
         phases = read_split_csv(split)
         listed = set(phases)
-        phases.update({c.case: INFERENCE for c in cases if c.case not in listed})  # §8.10: unlisted = test
+        phases.update({c.case: INFERENCE for c in cases if c.case not in listed})  # unlisted: test
         split_source = split
     else:
         phases = hashed_split([c.case for c in cases], VAL_FRACTION, TEST_FRACTION)

@@ -9,7 +9,7 @@ Same source layout, cases, images, val subjects (dense, in labelsTr and labelsTr
 hook on the train subjects' labels:
 
 - the ModelMix picks subject13_DE, subject14_DE, subject15_DE, subject18_DE, subject19_DE (the first 5 train files
-  in sorted name order, spec ``modelmix.md`` 3) keep their scribbles;
+  in sorted name order, as the ModelMix code picks them) keep their scribbles;
 - every other train subject gets an all-ignore (4) label map: an unlabelled image.
 
 The picks (and any replacement, see ``nnunet_weak.annotation.few_scribbles``) are printed and recorded in

@@ -3,7 +3,7 @@
     L = T^2 * mean_voxels sum_c q_c (log q_c - log p_c),   q = softmax(teacher / T),  p = softmax(student / T)
 
 i.e. PyTorch's ``kl_div(log p, q, reduction="batchmean")`` on logits flattened to (voxels, C), which is how the
-original averages it (spec ``paseg.md`` section 4). The T^2 factor keeps gradient magnitudes comparable across
+original averages it. The T^2 factor keeps gradient magnitudes comparable across
 temperatures. Computed in float32 with autocast off; no gradient reaches the teacher.
 """
 import torch

@@ -1,6 +1,6 @@
-"""Consistency between the two networks of Dual-KMax UX-Net (spec ``dkuxnet.md`` section 3), on all samples.
+"""Consistency between the two networks of Dual-KMax UX-Net, on all samples.
 
-The paper's formulas could not be retrieved; the spec's choice is used:
+The paper's formulas could not be retrieved; this package's choice is used:
 
     L_segc = mean_{b,x} sum_k (softmax_k(Y^A) - softmax_k(Y^B))^2      segmentation consistency
     L_qdc  = mean_{b,x} sum_g (G^A_g - G^B_g)^2                        query-distribution consistency

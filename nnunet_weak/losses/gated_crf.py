@@ -1,31 +1,31 @@
 """Multi-view gated CRF loss (mCRF) of PA-Seg: a 2D gated CRF loss (Obukhov et al. 2019) applied slice by slice
 in up to three views of a 3D patch, on a coarser grid.
 
-Conventions (spec ``paseg.md``; section numbers refer to it):
+Conventions:
 
-- **Inputs are logits** by default (section 7.2 hands the highest-resolution head ``out[0]`` to the loss). They are
-  resampled first and the softmax is taken on the resampled logits, as in the original (section 3, step 1).
+- **Inputs are logits** by default (the trainer hands the highest-resolution head ``out[0]`` to the loss). They are
+  resampled first and the softmax is taken on the resampled logits, as in the original.
   ``from_logits=False`` accepts probabilities instead; they are resampled as they are, which keeps them summing to 1.
   All arithmetic runs in float32 with autocast switched off, whatever the input dtype.
-- **Grid** (sections 3.1, 7.2, 7.4): logits, image and mask are resampled with (tri/bi)linear interpolation,
+- **Grid**: logits, image and mask are resampled with (tri/bi)linear interpolation,
   ``align_corners=True``, to ``max(1, size // factor)`` along each axis. ``downsample="auto"`` picks the factors:
   in 3D, 2 on every axis except 1 on any axis whose spacing is more than twice the finest one (needs ``spacing``;
   without it every axis gets 2). This gives 64x64x48 for VS (128x128x48) and 64^3 for BraTS. In 2D, 2 only when
   the patch has more than 256^2 pixels, otherwise 1. An int or a per-axis tuple sets the factors explicitly.
-- **Views** (section 3.2): view ``a`` is the stack of 2D slices perpendicular to spatial axis ``a`` of the
+- **Views**: view ``a`` is the stack of 2D slices perpendicular to spatial axis ``a`` of the
   (b, C, a0, a1, a2) tensor; the default (0, 1, 2) uses all three. A pair of pixels belongs to view ``a`` when the
   two voxels differ only along the two other axes, by at most ``radius`` each. A 2D input (b, C, y, x) has one view,
   the image plane, and ``views`` is ignored.
-- **Kernel** (section 3.3): ``k_ij = weight * exp(-|r_i - r_j|^2 / (2 sigma_xy^2) - |x_i - x_j|^2 / (2 sigma_rgb^2))``
+- **Kernel**: ``k_ij = weight * exp(-|r_i - r_j|^2 / (2 sigma_xy^2) - |x_i - x_j|^2 / (2 sigma_rgb^2))``
   with ``r`` the pixel index on the resampled grid and ``x`` the (z-scored) image, all selected channels together.
   Defaults sigma_xy = 6, sigma_rgb = 0.1, radius 5 (an 11x11 window), weight 1; the centre pair is excluded.
   ``use_mm=True`` measures ``r`` in millimetres instead (``spacing`` required; the resampled step along an axis is
-  ``spacing * (n - 1) / (n' - 1)``, exact for ``align_corners=True``); the spec's default is pixel units (7.2).
-- **Compatibility** (section 3.4): Potts with the constant kept, ``1 - sum_c p_ic p_jc``, so the loss is >= 0 and
+  ``spacing * (n - 1) / (n' - 1)``, exact for ``align_corners=True``); PA-Seg's default is pixel units.
+- **Compatibility**: Potts with the constant kept, ``1 - sum_c p_ic p_jc``, so the loss is >= 0 and
   exactly 0 for a prediction that is one-hot and the same class everywhere.
-- **Valid pairs only** (section 3 "our choice", section 8.5): a pair whose neighbour lies outside the slice adds
+- **Valid pairs only** (our choice): a pair whose neighbour lies outside the slice adds
   nothing (no zero padding). With ``mask`` given, a pair adds something only when both of its pixels are valid.
-- **Normalisation** (sections 3.4-3.5): each view's sum over ordered pairs (i, j) is divided by the number of
+- **Normalisation**: each view's sum over ordered pairs (i, j) is divided by the number of
   pixels, i.e. the number of valid voxels of the resampled volume over the whole batch (every voxel lies in exactly
   one slice of each view); the loss is the mean over the views. Pixels near the border have fewer pairs; they are
   still counted once in that normaliser, as in the original.

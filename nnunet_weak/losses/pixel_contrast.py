@@ -1,4 +1,4 @@
-"""PCLMix's uncertainty-guided pixel contrast against a per-class memory queue (spec ``pclmix.md`` 2 and 6.6).
+"""PCLMix's uncertainty-guided pixel contrast against a per-class memory queue.
 
     anchors: pixels of the embedding grid whose certainty label c is known (scribble or confident pseudo label);
              per (image, class) up to n_view = min(100, 1024 // #pairs) of them, half "hard" (the CNN decoder

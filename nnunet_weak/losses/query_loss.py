@@ -1,4 +1,4 @@
-"""Query loss of Dual-KMax UX-Net (spec ``dkuxnet.md`` section 3): cross-entropy between the cluster outputs G and
+"""Query loss of Dual-KMax UX-Net: cross-entropy between the cluster outputs G and
 the "merged cluster ground truth".
 
     L_q = - (1 / |A|) sum_{x in A} log clamp(G[g(y_x), x], eps)
@@ -6,7 +6,7 @@ the "merged cluster ground truth".
 G (b, groups, *S) are the query-assignment probabilities summed over each query block (they sum to 1 over the
 groups), y the label map, g the class -> group map (identity for ``query_groups='per_class'``, min(y, 2) for
 ``'paper'``) and A the annotated voxels (label != ignore). The original code sums over voxels without epsilon; here it
-is a mean over annotated voxels with eps = 1e-6 (spec choice), so its scale does not depend on the patch size.
+is a mean over annotated voxels with eps = 1e-6 (our choice), so its scale does not depend on the patch size.
 """
 from typing import Optional, Sequence
 

@@ -6,15 +6,15 @@ For each sample b and class c, with weights w_c(x) = p_c(x) m_c(x):
     Var_c = sum_x w_c(x) |I(x) - mu_c|^2 / (sum_x w_c(x) + eps)
     L     = mean_b sum_c Var_c
 
-Conventions (spec ``paseg.md``; section numbers refer to it):
+Conventions:
 
-- **Inputs are logits** by default (section 3: VM runs at full patch resolution on the logits, before any
-  resampling; section 7.2 passes ``out[0]``); ``from_logits=False`` accepts probabilities. All arithmetic is
+- **Inputs are logits** by default (VM runs at full patch resolution on the logits, before any
+  resampling; the trainer passes ``out[0]``); ``from_logits=False`` accepts probabilities. All arithmetic is
   float32 with autocast switched off.
-- **Sum over classes, mean over the batch** (section 3, section 8.6), background included.
-- **eps = 1e-6** in both denominators (section 3): a class absent from the patch has sum_x w_c ~ 0 and then adds
+- **Sum over classes, mean over the batch** as in the paper, background included.
+- **eps = 1e-6** in both denominators: a class absent from the patch has sum_x w_c ~ 0 and then adds
   ~0, with finite gradients, instead of NaN.
-- **Background mask** (section 3, section 7.2) on class ``background_class`` only; the other classes use every
+- **Background mask** on class ``background_class`` only; the other classes use every
   valid voxel:
   ``"min"`` (default, the original rule) drops the voxels at the patch minimum, x <= min(x) + 1e-5, computed per
   sample and per channel; with several channels a voxel is dropped when it is at the minimum in every channel.

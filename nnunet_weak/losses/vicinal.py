@@ -1,4 +1,4 @@
-"""ModelMix's vicinal-risk pieces (spec ``modelmix.md`` section 2): image-level mixup with soft partial labels,
+"""ModelMix's vicinal-risk pieces: image-level mixup with soft partial labels,
 the soft partial cross-entropy on mixed targets, and the per-(sample, class) cosine used by the consistency
 terms. All losses run in float32 (they are called under autocast with half-precision logits).
 """

@@ -1,4 +1,4 @@
-"""``DKUXNet``: 3D UX-Net encoder + UNETR CNN decoder + kMaX decoder (spec ``dkuxnet.md`` sections 1, 2 and 7.2).
+"""``DKUXNet``: 3D UX-Net encoder + UNETR CNN decoder + kMaX decoder.
 
 Contract (nnU-Net's):
 - ``forward(x)`` returns the kMaX segmentation logits Y (b, K, *patch), or ``[Y, aux(d1), aux(d2), aux(d3)]`` when

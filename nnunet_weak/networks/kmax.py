@@ -1,5 +1,5 @@
 """k-means cross-attention (kMaX) decoder in 2D and 3D, and the query -> segmentation head of Dual-KMax UX-Net
-(spec ``dkuxnet.md`` section 2; kMaX-DeepLab, Yu et al. 2022).
+(kMaX-DeepLab, Yu et al. 2022).
 
 Notation: b batch, n queries (cluster centres), q query width, m mask-embedding width, x flattened voxels,
 K classes, S the spatial shape.

@@ -1,4 +1,4 @@
-"""Model mixing (ModelMix, spec ``modelmix.md`` sections 1 and 7.3): a *virtual* network whose chosen encoder
+"""Model mixing (ModelMix): a *virtual* network whose chosen encoder
 layers are convex combinations of two task networks' layers, evaluated with ``torch.func.functional_call`` so
 that no module is copied and gradients reach both networks.
 

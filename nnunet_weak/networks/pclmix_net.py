@@ -1,5 +1,4 @@
-"""PCLMix's network: nnU-Net's U-Net from the plans plus a training-only Swin decoder and projection head
-(spec ``pclmix.md`` section 6.2).
+"""PCLMix's network: nnU-Net's U-Net from the plans plus a training-only Swin decoder and projection head.
 
 ``PCLMixNet.encoder`` / ``.decoder`` are the very modules of the plans' ``PlainConvUNet`` (state-dict keys
 unchanged), so ``forward(x) = decoder(encoder(x))`` is nnU-Net's network: prediction, mirroring and

@@ -1,5 +1,4 @@
-"""A 2D Swin-UNet-style decoder over a CNN encoder's features: PCLMix's auxiliary "transformer decoder"
-(spec ``pclmix.md`` sections 1 and 6.2).
+"""A 2D Swin-UNet-style decoder over a CNN encoder's features: PCLMix's auxiliary "transformer decoder".
 
 Input: encoder features at cumulative stride 4, 8, 16, 32 (or the first L of them, shallow to deep). Each level
 is projected to tokens (1x1 conv + LayerNorm, width ``embed_dim * 2**k``). From the deepest level upwards:

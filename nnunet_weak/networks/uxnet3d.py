@@ -1,4 +1,4 @@
-"""3D UX-Net encoder (Lee et al., ICLR 2023) and its UNETR-style CNN decoder (spec ``dkuxnet.md`` section 1).
+"""3D UX-Net encoder (Lee et al., ICLR 2023) and its UNETR-style CNN decoder.
 
 Encoder (ConvNeXt-like, widths w0..w3, per-level strides s1..s4 given per axis):
     f0 = LN(stage0(LN(Conv(k=7, stride s1, pad 3)(x))))          w0 @ 1/s1

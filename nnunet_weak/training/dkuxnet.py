@@ -1,4 +1,4 @@
-"""Dual-KMax UX-Net (Wu, Li, Zhang, ISBI 2024; spec ``dkuxnet.md`` sections 3, 7.5 and 8): two DKUXNets trained by
+"""Dual-KMax UX-Net (Wu, Li, Zhang, ISBI 2024): two DKUXNets trained by
 mutual learning on labelled and unlabelled cases.
 
 Per step, with x the nnU-Net-augmented batch (the weak view), s(x) its strong intensity-only view
@@ -11,7 +11,7 @@ Per step, with x the nnU-Net-augmented batch (the weak view), s(x) its strong in
     L = L_sup(A) + L_sup(B) + lambda(t) (L_segc + L_qdc),  lambda(t) = 0.1 exp(-5 (1 - t / 0.4)^2), 0.1 after 40 %
 
 DiceCE is nnU-Net's ignore-aware Dice + CE (so scribble datasets work too), L_q the query loss
-(``nnunet_weak.losses.query_loss``), conv the plain UX-Net head (auxiliary, spec section 8).
+(``nnunet_weak.losses.query_loss``), conv the plain UX-Net head (auxiliary).
 
 Batches: nnU-Net's single loader with a fixed labelled share (``labelled_fraction = 0.5``: b_l = b_u, the LA
 protocol's 2 + 2) when the dataset holds unlabelled (all-ignore) cases, and the batch grown to planned /

@@ -1,7 +1,7 @@
-"""kMaX head on nnU-Net's plain U-Net (spec ``dkuxnet.md`` section 7.3), trained with nnU-Net's ignore-aware loss.
+"""kMaX head on nnU-Net's plain U-Net, trained with nnU-Net's ignore-aware loss.
 
-Network: ``KMaXUNet`` from the plans (2D or 3D, plain or residual-encoder U-Net): the U-Net's full-resolution output is replaced by the
-kMaX logits Y, the lower-resolution deep-supervision outputs stay nnU-Net's. Loss per step:
+Network: ``KMaXUNet`` from the plans (2D or 3D, plain or residual-encoder U-Net): the U-Net's full-resolution
+output is replaced by the kMaX logits Y, the lower-resolution deep-supervision outputs stay nnU-Net's. Loss per step:
 
     L = DiceCE_DS([Y, ds_1, ds_2, ...], s) + 0.5 DiceCE(conv, s) (+ query_weight L_q(G, s))
 

@@ -1,4 +1,4 @@
-"""ModelMix (Zhang & Patel, MICCAI 2024; spec ``modelmix.md`` sections 7 and 8): two task networks trained
+"""ModelMix (Zhang & Patel, MICCAI 2024): two task networks trained
 together from scribbles, regularised through *virtual* networks whose encoder layers mix both tasks' weights.
 
 A is the dataset given to ``nnUNetv2_train`` (the target), B the auxiliary dataset paired with it by
@@ -79,7 +79,7 @@ class AuxIdentity:
 
 
 class nnUNetTrainerModelMix(nnUNetTrainerWeakBase):
-    labelled_fraction = 0.8       # share of labelled cases per batch when unlabelled ones exist (spec 8.7)
+    labelled_fraction = 0.8       # share of labelled cases per batch when unlabelled ones exist
     mix_beta = 0.5                # lambda ~ Beta(mix_beta, mix_beta) for the model mix and the image mixup
     mix_layers = 1                # encoder layers mixed per step
     mix_pool = "conv"             # "conv" (paper) or "conv+norm" (official code)

@@ -1,4 +1,4 @@
-"""PA-Seg stage 1 (spec ``paseg.md`` sections 3 and 7.2): nnU-Net's partial loss plus two regularisers that
+"""PA-Seg stage 1: nnU-Net's partial loss plus two regularisers that
 spread the sparse labels along the image.
 
     loss = nnU-Net's Dice + CE on the labelled voxels (deep supervision, ignore label)
@@ -11,11 +11,11 @@ spread the sparse labels along the image.
 - VM (``VarianceMinimisationLoss``): each soft class region should be homogeneous in intensity; background
   voxels at the patch minimum are left out (exactly-zero voxels when the plans normalise inside a mask). The sum
   over classes is scaled by 2 / C: the weight 0.1 was tuned for the original's two classes.
-- In 3D the mCRF position kernel is physical (``paseg_crf``): the spec's 6 pixels in pixel units span 60 mm
+- In 3D the mCRF position kernel is physical (``paseg_crf``): PA-Seg's 6 pixels in pixel units span 60 mm
   along ACDC's 10 mm slices.
 - w(t) = exp(-5 (1 - t)^2) over 10 % of all iterations, then 1. It starts once the full-resolution head
   predicts at least half of the foreground seed voxels of its batches (running mean over 10 steps), and not
-  before ``ramp_start``. The spec's ramp starts at iteration 0 (``nnUNetTrainerPASeg_fixedRamp``); in the
+  before ``ramp_start``. PA-Seg's ramp starts at iteration 0 (``nnUNetTrainerPASeg_fixedRamp``); in the
   original that is ~5 000 iterations of a 53 000-iteration run, long after the network predicts foreground. In
   short runs nnU-Net's full-resolution head predicts no foreground for the first ~45 % of training, the
   regularisers (which reward constant predictions) then settle it on all-background and it never recovers
@@ -45,11 +45,11 @@ AFFINITY_DESTROYING = (GaussianNoiseTransform, GaussianBlurTransform, SimulateLo
 
 
 def paseg_crf(spacing) -> MultiViewGatedCRFLoss:
-    """PA-Seg's mCRF for patches of this spacing. The spec's position kernel is 6 pixels of the resampled grid;
+    """PA-Seg's mCRF for patches of this spacing. PA-Seg's position kernel is 6 pixels of the resampled grid;
     in 3D that grid keeps a coarse axis (ACDC: 10 mm slices) at full resolution, where 6 pixels are 60 mm and
     voxels 50 mm apart still get weight 0.7. In 3D the kernel is therefore 6 pixels of the finest resampled axis
     (2x downsampled: 12 x the finest spacing) in millimetres along every axis; on isotropic grids this is the
-    spec's kernel. 2D keeps pixel units (one image plane)."""
+    original kernel. 2D keeps pixel units (one image plane)."""
     if len(spacing) != 3:
         return MultiViewGatedCRFLoss(sigma_rgb=0.1, sigma_xy=6.0, radius=5, downsample="auto")
     finest_step = 2 * min(spacing)          # "auto" halves the finest axes
@@ -180,7 +180,7 @@ class nnUNetTrainerPASeg_control(nnUNetTrainerPASeg):
 
 
 class nnUNetTrainerPASeg_fixedRamp(nnUNetTrainerPASeg):
-    """The spec's schedule: the ramp starts at iteration 0 whatever the network predicts."""
+    """PA-Seg's schedule: the ramp starts at iteration 0 whatever the network predicts."""
     wait_for_foreground = None
 
 
@@ -196,7 +196,7 @@ class nnUNetTrainerPASeg_fullAug(nnUNetTrainerPASeg):
 
 
 class nnUNetTrainerPASeg_lateRamp(nnUNetTrainerPASeg):
-    """Regularisers off for the first 30 % of training, ramped up to 50 %. For short budgets: the spec's ramp
+    """Regularisers off for the first 30 % of training, ramped up to 50 %. For short budgets: PA-Seg's ramp
     (10 % of training) is ~5 000 iterations in the original but only 100 in a 1 000-iteration run, and on ACDC
     points the mCRF then drove the full-resolution head to all-background before the partial loss had taught
     it any foreground (see the README)."""

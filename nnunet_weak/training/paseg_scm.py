@@ -1,4 +1,4 @@
-"""PA-Seg stage 2, Self and Cross Monitoring (spec ``paseg.md`` sections 4 and 7.3).
+"""PA-Seg stage 2, Self and Cross Monitoring.
 
 Two stage-1 models of different architecture go on training together, without the weak labels:
 
@@ -7,7 +7,7 @@ Two stage-1 models of different architecture go on training together, without th
 and symmetrically for b, alpha = 0.5, T = 4. ``snapshot_a`` / ``snapshot_b`` are frozen copies of the two
 models; they give the pseudo labels (self monitoring) and the soft targets of the peer (cross monitoring) on the
 same augmented patch, and are refreshed with the current weights every 20 % of the epochs (the original reloads
-the best-on-dense-validation checkpoint; without dense labels there is no best, spec 7.3). DiceCE is nnU-Net's
+the best-on-dense-validation checkpoint; without dense labels there is no best). DiceCE is nnU-Net's
 Dice + CE with deep supervision, without ignore label; the KD term uses the full-resolution heads.
 
 - primary a = nnU-Net's network from the plans, initialised from ``nnUNetTrainerPASeg``'s final checkpoint of the
@@ -15,8 +15,8 @@ Dice + CE with deep supervision, without ignore label; the KD term uses the full
   (``NNW_SCM_PRIMARY_CHECKPOINT`` / ``NNW_SCM_AUX_CHECKPOINT`` point elsewhere). All weights are loaded,
   segmentation layers included.
 - Each network has its own SGD optimiser and poly schedule; gradients are clipped per network.
-- Default length: a third of nnU-Net's 1000 epochs (spec: stage 2 = 1/3 of stage 1 for VS); ``NNW_NUM_EPOCHS``
-  overrides it.
+- Default length: a third of nnU-Net's 1000 epochs (PA-Seg trains stage 2 for a third of stage 1 on VS);
+  ``NNW_NUM_EPOCHS`` overrides it.
 - The checkpoint's ``network_weights`` hold the primary only, so ``nnUNetv2_predict -tr nnUNetTrainerPASegSCM``
   predicts with it; the auxiliary network, its optimiser and both snapshots are extra checkpoint state, so
   ``--c`` resumes. Validation (pseudo Dice) uses the primary with nnU-Net's partial loss on the weak labels.

@@ -1,4 +1,4 @@
-"""PCLMix (Lei et al. 2024; spec ``pclmix.md`` sections 6 and 7): a CNN decoder and a Swin decoder on one
+"""PCLMix (Lei et al. 2024): a CNN decoder and a Swin decoder on one
 encoder, pixel contrast against a class memory queue, and a cross-decoder CutMix, from scribbles.
 
 Per step, with x the batch, s its scribbles (ignore = unlabelled) and t the fraction of training done:
