@@ -2,7 +2,7 @@
 
 Shapes: ``(b, c, *spatial)`` channels-first tensors of any spatial rank unless said otherwise.
 """
-from typing import Sequence, Tuple, Union
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -13,8 +13,14 @@ def conv_nd(dims: int):
     return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
 
 
-def transposed_conv_nd(dims: int):
-    return {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[dims]
+def cumulative_strides(strides: Sequence, dims: int) -> List[Tuple[int, ...]]:
+    """Per-stage cumulative stride per axis from the plans' ``strides`` (ints or per-axis lists)."""
+    total, out = (1,) * dims, []
+    for s in strides:
+        s = tuple(s) if isinstance(s, (list, tuple)) else (s,) * dims
+        total = tuple(a * b for a, b in zip(total, s))
+        out.append(total)
+    return out
 
 
 def batch_norm_nd(dims: int):
@@ -23,15 +29,6 @@ def batch_norm_nd(dims: int):
 
 def instance_norm_nd(dims: int):
     return {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[dims]
-
-
-def as_tuple(value: Union[int, Sequence[int]], dims: int) -> Tuple[int, ...]:
-    """An int or a per-axis sequence as a tuple of ``dims`` ints."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != dims:
-            raise ValueError(f"expected {dims} values, got {list(value)}")
-        return tuple(int(v) for v in value)
-    return (int(value),) * dims
 
 
 class ChannelLayerNorm(nn.Module):

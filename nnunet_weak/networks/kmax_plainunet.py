@@ -17,7 +17,7 @@ Outputs:
 The U-Net keeps nnU-Net's He initialisation; the kMaX head keeps its own.
 """
 import pydoc
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
@@ -27,6 +27,7 @@ from dynamic_network_architectures.building_blocks.helper import convert_conv_op
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 
+from nnunet_weak.networks.blocks import cumulative_strides
 from nnunet_weak.networks.dkuxnet import configuration_name
 from nnunet_weak.networks.kmax import KMaXHead
 from nnunet_weak.utilities.errors import NNWError
@@ -45,15 +46,6 @@ class KMaXUNetDecoder(UNetDecoder):
             x = self.stages[s](torch.cat((self.transpconvs[s](x), skips[-(s + 2)]), 1))
             features.append(x)
         return features
-
-
-def cumulative_strides(strides: Sequence, dims: int) -> List[Tuple[int, ...]]:
-    total, out = (1,) * dims, []
-    for s in strides:
-        s = tuple(s) if isinstance(s, (list, tuple)) else (s,) * dims
-        total = tuple(a * b for a, b in zip(total, s))
-        out.append(total)
-    return out
 
 
 def kmax_decoder_stages(strides: Sequence, dims: int, level_strides: Sequence[int] = LEVEL_STRIDES) -> List[int]:

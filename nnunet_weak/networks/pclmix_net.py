@@ -10,13 +10,14 @@ Plans with fewer stages (small patches, e.g. 48x48 with strides 1/2/4/8) use the
 from stride 4 up (at least 4 and 8 are required, 8 also feeds the projection head); the decoder then has fewer
 levels. Stages whose stride differs per axis end the chain.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from torch import nn
 
+from nnunet_weak.networks.blocks import cumulative_strides
 from nnunet_weak.networks.swin_decoder import SwinDecoder2D
 from nnunet_weak.utilities.errors import NNWError
 
@@ -26,19 +27,9 @@ EMBED_DIM = 256
 SUPPORTED = ("PlainConvUNet", "ResidualEncoderUNet")
 
 
-def cumulative_strides(strides: Sequence) -> List[Tuple[int, ...]]:
-    """Per-stage cumulative stride per axis from the plans' ``strides`` (ints or per-axis lists), 2D."""
-    out, total = [], (1, 1)
-    for s in strides:
-        s = tuple(s) if isinstance(s, (list, tuple)) else (s, s)
-        total = tuple(a * b for a, b in zip(total, s))
-        out.append(total)
-    return out
-
-
 def aux_stages(strides: Sequence) -> List[int]:
     """Indices of the encoder stages with cumulative stride 4, 8, 16, 32 (the consecutive ones that exist)."""
-    by_stride = {c: i for i, c in enumerate(cumulative_strides(strides)) if c[0] == c[1]}
+    by_stride = {c: i for i, c in enumerate(cumulative_strides(strides, 2)) if c[0] == c[1]}
     chosen = []
     for s in AUX_STRIDES:
         if (s, s) not in by_stride:
@@ -47,7 +38,7 @@ def aux_stages(strides: Sequence) -> List[int]:
     if len(chosen) < 2:
         raise NNWError(f"PCLMix needs encoder stages at cumulative stride 4x4 and 8x8 for its auxiliary decoder "
                        f"and projection head; the plans' strides {list(strides)} give "
-                       f"{cumulative_strides(strides)}. Use a 2D configuration with isotropic 2x2 pooling.")
+                       f"{cumulative_strides(strides, 2)}. Use a 2D configuration with isotropic 2x2 pooling.")
     return chosen
 
 

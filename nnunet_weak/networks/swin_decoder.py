@@ -22,16 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunet_weak.networks.blocks import DropPath
+
 MASKED = -100.0  # additive attention score of a forbidden pair (Swin's value; finite, so no NaN rows)
-
-
-def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop the whole residual branch per sample with probability ``rate``."""
-    if rate == 0.0 or not training:
-        return x
-    keep = 1.0 - rate
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask / keep
 
 
 class TokenEmbed(nn.Module):
@@ -131,7 +124,7 @@ class SwinBlock(nn.Module):
         super().__init__()
         self.window = window
         self.shifted = shifted
-        self.drop_path_rate = drop_path_rate
+        self.drop_path = DropPath(drop_path_rate)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, heads, window)
         self.norm2 = nn.LayerNorm(dim)
@@ -192,8 +185,8 @@ class SwinBlock(nn.Module):
         y = _unwindows(y, wh, ww, b, hp, wp)
         if sh or sw:
             y = torch.roll(y, (sh, sw), dims=(1, 2))
-        x = x + drop_path(y[:, :h, :w], self.drop_path_rate, self.training)
-        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
+        x = x + self.drop_path(y[:, :h, :w])
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class SwinUpLevel(nn.Module):

@@ -41,7 +41,7 @@ from nnunet_weak.networks.dkuxnet import PAPER_WIDTHS, build_dkuxnet, dkuxnet_st
 from nnunet_weak.networks.kmax import group_of_class
 from nnunet_weak.networks.wrappers import unwrap
 from nnunet_weak.training.compile_policy import explicit_compile
-from nnunet_weak.training.loss_factory import dice_ce_loss, single_scale
+from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, single_scale
 from nnunet_weak.training.lr_schedule import WarmupPolyLRScheduler
 from nnunet_weak.training.two_networks import set_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
@@ -194,7 +194,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
         seg = output["seg"]
         deep = isinstance(seg, (list, tuple))
         if not bool(labelled.any()):
-            zero = _zero_like_graph(seg[0] if deep else seg, output["conv"])
+            zero = _zero_like_graph(full_resolution(seg), output["conv"])
             return zero, {"seg": 0.0, "query": 0.0, "conv": 0.0}
         if not bool(labelled.all()):
             seg = [s[labelled] for s in seg] if deep else seg[labelled]
@@ -202,7 +202,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
             conv, clusters = output["conv"][labelled], output["cluster"][labelled]
         else:
             conv, clusters = output["conv"], output["cluster"]
-        full_target = target[0] if deep else target
+        full_target = full_resolution(target)
         seg_term = self.loss(seg, target)
         query_term = self.query_loss(clusters, full_target)
         conv_term = self.conv_loss(conv, full_target)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from nnunet_weak.data.cutmix import dynamic_mix
 from nnunet_weak.losses.partial_ce import PartialCrossEntropy
+from nnunet_weak.training.loss_factory import full_resolution
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities.errors import NNWError
 
@@ -63,7 +64,7 @@ class nnUNetTrainerDynamicMix(nnUNetTrainerWeakBase):
             label_a, label_b = self.pseudo_labels(output)
             data_m, target_m, pseudo_m = dynamic_mix(data, target, label_a, label_b, self.mix_area)
         output_m = self.network(data_m)
-        logits_m = output_m[0] if isinstance(output_m, (list, tuple)) else output_m
+        logits_m = full_resolution(output_m)
         mix_sup = self.loss(output_m, target_m)
         pseudo = self.dense_ce(logits_m, pseudo_m)
         loss = sup + mix_sup + self.pseudo_weight * pseudo

@@ -20,7 +20,7 @@ from nnunet_weak.losses.query_loss import QueryLoss
 from nnunet_weak.networks.kmax import group_of_class
 from nnunet_weak.networks.kmax_plainunet import LEVEL_STRIDES, build_kmax_plain_unet
 from nnunet_weak.training.compile_policy import explicit_compile
-from nnunet_weak.training.loss_factory import dice_ce_loss, single_scale
+from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, single_scale
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities import cpu_bf16
 
@@ -61,7 +61,7 @@ class nnUNetTrainerKMaX(nnUNetTrainerWeakBase):
         return self.network(data, return_aux=True)
 
     def compute_loss(self, output, target, data, batch):
-        full_target = target[0] if isinstance(target, (list, tuple)) else target
+        full_target = full_resolution(target)
         seg_term = self.loss(output["seg"], target)
         conv_term = self.conv_loss(output["conv"], full_target)
         loss = seg_term + self.conv_aux_weight * conv_term

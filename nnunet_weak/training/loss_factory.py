@@ -1,7 +1,7 @@
 """nnU-Net's own loss pieces, built the way ``nnUNetTrainer._build_loss`` builds them, for trainers that need a
 second loss (for example a dense Dice + CE on pseudo labels beside the partial one used for validation). On the
 CPU fast path (bf16 autocast) they compute in float32, as the trainer's own ``self.loss`` does."""
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,12 @@ def dice_ce_loss(trainer, ignore_label: Optional[int] = None) -> torch.nn.Module
                           dice_class=MemoryEfficientSoftDiceLoss)
     loss = with_deep_supervision(trainer, loss)
     return float32_loss(loss) if getattr(trainer, "cpu_bf16", False) else loss
+
+
+def full_resolution(x: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
+    """The full-resolution tensor of a deep-supervised output or target list (highest resolution first), or the
+    tensor itself."""
+    return x[0] if isinstance(x, (list, tuple)) else x
 
 
 def single_scale(loss: torch.nn.Module) -> torch.nn.Module:

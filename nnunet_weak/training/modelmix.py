@@ -37,7 +37,7 @@ from nnunet_weak.data.rotation import rotate, rotate_labels, valid_after_round_t
 from nnunet_weak.losses.vicinal import batch_mixup, class_cosine, draw_beta, mixup_terms, one_hot_partial
 from nnunet_weak.networks.param_mix import mixed_parameters, mixing_pool, virtual_forward
 from nnunet_weak.planning.pairing_io import read_pairing
-from nnunet_weak.training.loss_factory import single_scale
+from nnunet_weak.training.loss_factory import full_resolution, single_scale
 from nnunet_weak.training.two_networks import set_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities.errors import NNWError
@@ -186,9 +186,8 @@ class nnUNetTrainerModelMix(nnUNetTrainerWeakBase):
     def task_loss(self, owner, other, loss, label_manager, output, x, target, layers, lam):
         """Loss of one direction: the owner's supervised, mixup and virtual-model terms (module docstring).
         output: the owner's forward on x (deep-supervision list or one tensor); target: matching label maps."""
-        deep = isinstance(output, (list, tuple))
-        logits = output[0] if deep else output
-        labels = target[0] if deep else target
+        logits = full_resolution(output)
+        labels = full_resolution(target)
         ignore = label_manager.ignore_label
         b, w = x.shape[0], self.weights
         probs = torch.softmax(logits.float(), 1)
@@ -198,14 +197,14 @@ class nnUNetTrainerModelMix(nnUNetTrainerWeakBase):
             lam_i = draw_beta(b, self.mix_beta, x.device)
             mixed = owner(batch_mixup(x, lam_i))
             onehot = one_hot_partial(labels, label_manager.num_segmentation_heads, ignore)
-            terms["mix"], terms["mixcons"] = mixup_terms(mixed[0] if deep else mixed, probs, onehot, lam_i)
+            terms["mix"], terms["mixcons"] = mixup_terms(full_resolution(mixed), probs, onehot, lam_i)
 
         if w["vsup"] or w["vreg"]:
             theta = torch.rand(b) * 2 * torch.pi if self.rotate_virtual else torch.zeros(b)
             x_r, y_r = rotate(x, theta), rotate_labels(labels, theta, ignore)
             params = mixed_parameters(owner, other, layers, lam, self.mix_gradients)
             virtual = virtual_forward(owner, params, x_r)
-            virtual = virtual[0] if isinstance(virtual, (list, tuple)) else virtual
+            virtual = full_resolution(virtual)
             terms["vsup"] = single_scale(loss)(virtual, y_r)
             back = rotate(torch.softmax(virtual.float(), 1), -theta)
             valid = valid_after_round_trip(probs, theta)

@@ -37,6 +37,7 @@ from nnunet_weak.data.transforms import drop_random_transforms
 from nnunet_weak.losses.gated_crf import MultiViewGatedCRFLoss
 from nnunet_weak.losses.variance import VarianceMinimisationLoss
 from nnunet_weak.networks.peer import peer_architecture
+from nnunet_weak.training.loss_factory import full_resolution
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.ramps import OnsetGate
@@ -127,11 +128,10 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
 
     def compute_loss(self, output, target, data, batch):
         seg = self.loss(output, target)
-        deep = isinstance(output, (list, tuple))
-        logits = output[0] if deep else output
+        logits = full_resolution(output)
         logs = {}
         if self.foreground_gate is not None:
-            logs["seed_recall"] = self.seed_recall(logits, target[0] if deep else target)
+            logs["seed_recall"] = self.seed_recall(logits, full_resolution(target))
             self.foreground_gate.update(logs["seed_recall"], self.progress)
         weight = self.regulariser_weight()
         if not (self.crf_weight or self.vm_weight):   # the matched control: the partial loss alone

@@ -30,7 +30,7 @@ import torch
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
 from nnunet_weak.losses.distillation import KnowledgeDistillationLoss
-from nnunet_weak.training.loss_factory import dice_ce_loss, hard_targets_like
+from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, hard_targets_like
 from nnunet_weak.training.paseg import nnUNetTrainerPASeg, nnUNetTrainerPASegAux
 from nnunet_weak.training.two_networks import (frozen_copy, load_network_weights, optimizer_like_nnunet, refresh,
                                                set_deep_supervision)
@@ -126,7 +126,7 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
                 target = target.to(self.device)[:, 0].long()
                 with self.autocast():
                     output = network(data)
-                predicted = (output[0] if isinstance(output, (list, tuple)) else output).argmax(1)
+                predicted = full_resolution(output).argmax(1)
                 for c in torch.unique(target).tolist():
                     if c == 0 or c == ignore:
                         continue
@@ -156,7 +156,7 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
         deep = isinstance(output, (list, tuple))
         pseudo = hard_targets_like(own_snapshot.argmax(dim=1, keepdim=True), output)
         self_term = self.pseudo_label_loss(output, pseudo if deep else pseudo[0])
-        cross_term = self.kd_loss(output[0] if deep else output, peer_snapshot)
+        cross_term = self.kd_loss(full_resolution(output), peer_snapshot)
         return (1 - self.alpha) * self_term + self.alpha * cross_term, self_term, cross_term
 
     def compute_loss(self, output, target, data, batch):

@@ -31,7 +31,7 @@ from nnunet_weak.data.cutmix import dynamic_mix
 from nnunet_weak.losses.partial_ce import PartialCrossEntropy
 from nnunet_weak.losses.pixel_contrast import MemoryQueue, PixelContrast
 from nnunet_weak.networks.pclmix_net import build_pclmix_network
-from nnunet_weak.training.loss_factory import dice_ce_loss, with_deep_supervision
+from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, with_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.errors import NNWError
@@ -108,9 +108,8 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
 
     def compute_loss(self, output, target, data, batch):
         main, aux, embedding = output
-        deep = isinstance(main, (list, tuple))
-        logits = main[0] if deep else main                          # (b, C, H, W) full resolution
-        scribble = target[0] if deep else target                    # (b, 1, H, W)
+        logits = full_resolution(main)      # (b, C, H, W)
+        scribble = full_resolution(target)  # (b, 1, H, W)
         ignore = self.label_manager.ignore_label
         t = self.progress
 
@@ -151,10 +150,10 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
         with torch.no_grad():
             data_m, target_m, pseudo_m = dynamic_mix(data, target, p_cnn.argmax(1), p_aux.argmax(1),
                                                      self.mix_area)  # cross-decoder pseudo labels
-        scribble_m = target_m[0] if isinstance(target_m, list) else target_m
+        scribble_m = full_resolution(target_m)
 
         main_m, aux_m, _ = self.network.forward_train(data_m, with_embedding=False)
-        logits_m = main_m[0] if isinstance(main_m, (list, tuple)) else main_m
+        logits_m = full_resolution(main_m)
         mix_sup = self.loss(main_m, target_m) + self.aux_weight * self.aux_ce(aux_m, scribble_m)
         pseudo = self.dense_ce(logits_m, pseudo_m) + self.aux_weight * self.dense_ce(aux_m, pseudo_m)
         return mix_sup + pseudo, _float_mse(logits_m, aux_m), {"mix": mix_sup.detach(), "pl": pseudo.detach()}
