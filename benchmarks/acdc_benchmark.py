@@ -75,8 +75,8 @@ def parse_run(text: str) -> dict:
             "label": parts[2] if len(parts) == 3 else f"{parts[1]} on {dataset_id}"}
 
 
-def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configuration: str) -> str:
-    """Convert and preprocess if needed; returns the raw dataset folder."""
+def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configuration: str, commands: list) -> str:
+    """Convert and preprocess if needed; returns the raw dataset folder. ``commands`` records what ran."""
     name, sub = CONVERSIONS[dataset_id]
     raw = os.path.join(env["nnUNet_raw"], name)
     if not os.path.isfile(os.path.join(raw, "dataset.json")):
@@ -89,7 +89,7 @@ def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configura
     if not (os.path.isfile(plans_file) and configuration in load_json(plans_file)["configurations"]
             and os.path.isdir(os.path.join(preprocessed, f"nnUNetPlans_{parent}"))):
         print(f"[benchmark] planning and preprocessing {name} ({parent} + lite)")
-        steps.plan_and_preprocess(dataset_id, [parent], env, log)
+        steps.plan_and_preprocess(dataset_id, [parent], env, log, commands)
     splits_raw, splits_pre = os.path.join(raw, "splits_final.json"), os.path.join(preprocessed, "splits_final.json")
     if not os.path.isfile(splits_pre):
         shutil.copy(splits_raw, splits_pre)
@@ -106,12 +106,13 @@ def parse_pair(text: str) -> tuple:
     return int(parts[0]), int(parts[1])
 
 
-def pair_datasets(target: int, aux: int, source: str, env: dict, log: str, configuration: str) -> None:
+def pair_datasets(target: int, aux: int, source: str, env: dict, log: str, configuration: str, commands: list) -> None:
     """Prepare both datasets and pair them for ModelMix (idempotent)."""
-    prepare_dataset(target, source, env, log, configuration)
-    prepare_dataset(aux, source, env, log, configuration)
+    prepare_dataset(target, source, env, log, configuration, commands)
+    prepare_dataset(aux, source, env, log, configuration, commands)
     print(f"[benchmark] pairing {CONVERSIONS[target][0]} with {CONVERSIONS[aux][0]} for ModelMix")
-    steps.run_command(["nnunet_weak_modelmix_pair", "-t", target, "-a", aux, "-c", configuration], env, log)
+    steps.run_command(["nnunet_weak_modelmix_pair", "-t", target, "-a", aux, "-c", configuration], env, log,
+                      commands=commands)
 
 
 def training_fold(env: dict, row: dict, configuration: str, fold: int) -> str:
@@ -179,15 +180,16 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
     if run["trainer"] == AUX_TRAINER:
         print(f"[benchmark] exporting the auxiliary network of {fold_folder}")
         steps.run_command(["nnunet_weak_modelmix_export", "-d", source["target_id"], "-c", args.configuration,
-                           "-f", args.fold, "--overwrite"], env, log)  # the benchmark's own work folder
+                           "-f", args.fold, "--overwrite"], env, log,  # the benchmark's own work folder
+                          commands=args.commands)
         train_seconds = None
     elif args.retrain or not os.path.isfile(final) or another_run(fold_folder, run):
-        if os.path.isdir(fold_folder) and (args.retrain or another_run(fold_folder, run)):
+        if os.path.isdir(fold_folder):   # retrained, another run's model, or an unfinished one: replaced
             shutil.rmtree(fold_folder)
         print(f"[benchmark] training {run['label']} ({run['trainer']} on {run['dataset']})")
         seeded = env if run.get("seed") is None else {**env, "NNW_SEED": str(run["seed"])}
         train_seconds = steps.train(run["dataset_id"], args.configuration, args.fold, run["trainer"], seeded, log,
-                                    [] if plans == DEFAULT_PLANS else ["-p", plans])
+                                    [] if plans == DEFAULT_PLANS else ["-p", plans], commands=args.commands)
         with open(os.path.join(fold_folder, ROW_MARKER), "w") as f:
             json.dump({"label": run["label"], "table": os.path.abspath(args.out)}, f)
     else:
@@ -204,7 +206,7 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
     print(f"[benchmark] predicting {len(cases)} validation cases")
     predict_seconds = steps.predict(inputs, pred, run["dataset_id"], args.configuration, args.fold, run["trainer"],
                                     env, log, ([] if args.tta else ["--disable_tta"]) +
-                                    ([] if plans == DEFAULT_PLANS else ["-p", plans]))
+                                    ([] if plans == DEFAULT_PLANS else ["-p", plans]), commands=args.commands)
     result = evaluate_folder(pred, os.path.join(raw, "labelsTr_dense"), CLASSES,
                              output_json=pred + "_dense_eval.json", output_md=pred + "_dense_eval.md",
                              overwrite=True, allow_missing=True)  # labelsTr_dense holds every fold's cases
@@ -454,6 +456,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tta", action="store_true",
                         help="predict with nnU-Net's mirroring TTA (about 4x the prediction time on a CPU)")
     args = parser.parse_args(argv)
+    args.commands = []   # every command this call runs, for the report's "how to reproduce"
 
     runs = expand_runs([parse_run(r) for r in args.run], args.runs)
     pairs = args.pairs = [parse_pair(p) for p in args.pair]
@@ -464,12 +467,11 @@ def main(argv=None) -> int:
     env = steps.nnunet_environment(args.workdir, NNW_NUM_EPOCHS=args.epochs, NNW_ITERS_PER_EPOCH=args.iters,
                                    NNW_VAL_ITERS_PER_EPOCH=args.val_iters, NNW_SKIP_FINAL_VALIDATION=1)
     log = os.path.join(args.workdir, "benchmark.log")
-    steps.history.clear()
     if not args.rescore_timing:
         for dataset_id in dict.fromkeys(r["dataset_id"] for r in runs):
-            prepare_dataset(dataset_id, os.path.abspath(args.source), env, log, args.configuration)
+            prepare_dataset(dataset_id, os.path.abspath(args.source), env, log, args.configuration, args.commands)
         for target, aux in pairs:
-            pair_datasets(target, aux, os.path.abspath(args.source), env, log, args.configuration)
+            pair_datasets(target, aux, os.path.abspath(args.source), env, log, args.configuration, args.commands)
 
     plans = load_json(os.path.join(env["nnUNet_preprocessed"], runs[0]["dataset"], "nnUNetPlans.json"))
     config = plans["configurations"][args.configuration]
@@ -483,7 +485,7 @@ def main(argv=None) -> int:
         earlier = saved["meta"]["invocation"]
         invoked = (earlier if isinstance(earlier, list) else [earlier]) + [invoked]
         keep_saved_settings(args, saved["meta"])
-        steps.history[:] = [c.replace("$WORK", args.workdir) for c in saved["meta"]["commands"]]
+        args.commands[:] = [c.replace("$WORK", args.workdir) for c in saved["meta"]["commands"]]
     for run in runs:
         start = time.perf_counter()
         rows.append(run_one(run, args, env, log))
@@ -526,7 +528,7 @@ def rescore_timing(args, env: dict, config: dict) -> str:
         for key in ("dice", "hd95"):
             r[key] = {c: (float("nan") if v is None else v) for c, v in r[key].items()}
         r["mean_hd95"] = float("nan") if r["mean_hd95"] is None else r["mean_hd95"]
-    steps.history[:] = [c.replace("$WORK", args.workdir) for c in saved["meta"]["commands"]]
+    args.commands[:] = [c.replace("$WORK", args.workdir) for c in saved["meta"]["commands"]]
     return report(rows, args, saved["meta"]["invocation"], env, config)
 
 
@@ -537,7 +539,7 @@ def report(rows: list, args, invoked: str, env: dict, config: dict) -> str:
             "val_iters": args.val_iters, "batch_size": config.get("batch_size"),
             "patch_size": config.get("patch_size"), "n_val_cases": rows[0]["n_cases"], "machine": machine(),
             "invocation": invoked,
-            "commands": [c.replace(args.workdir, "$WORK") for c in steps.history],
+            "commands": [c.replace(args.workdir, "$WORK") for c in args.commands],
             "env": {k: env[k] for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
                                         "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}}
     table = write_table(rows, meta, args.out)

@@ -9,13 +9,15 @@
    nnU-Net's trainer lookup. When (and only when) torchvision reports that its ops are missing, we declare
    those two schemas first, so the import completes; calling ``torchvision.ops.nms`` would still fail, and
    nnU-Net never does. A working torchvision is left untouched. ``NNW_NO_TORCHVISION_SHIM=1`` turns this off.
-3. In nnU-Net's commands (``nnUNetv2_*``) only: a checkpoint torch cannot open as a zip archive (truncated by a
-   copy or a killed run) ends in one line naming the file instead of torch's traceback from inside
-   ``nnUNetv2_predict``. Every other exception, and every other program, keeps Python's normal output.
+3. Installs ``nnunet_weak.utilities.errors.install_excepthook``: an ``NNWError`` ends a program with one line
+   (``nnunet_weak error: ...``), and in nnU-Net's commands (``nnUNetv2_*``) so does a checkpoint torch cannot
+   open as a zip archive. Every other exception keeps Python's normal output.
 """
 import importlib.abc
 import os
 import sys
+
+from nnunet_weak.utilities.errors import install_excepthook
 
 EXT_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nnunet_ext")
 
@@ -64,38 +66,8 @@ def install_torchvision_shim() -> None:
     sys.meta_path.insert(0, _TorchvisionOpsShim())
 
 
-_UNREADABLE_ZIP = "PytorchStreamReader failed reading zip archive"
-
-
-def unreadable_checkpoint(exc, tb):
-    """The file ``torch.load`` was reading when ``exc`` (torch's unreadable-zip error) was raised, or None."""
-    if not isinstance(exc, RuntimeError) or _UNREADABLE_ZIP not in str(exc):
-        return None
-    path = None
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name == "load" and "torch" in frame.f_code.co_filename:
-            candidate = frame.f_locals.get("f")
-            if isinstance(candidate, (str, os.PathLike)):
-                path = os.fspath(candidate)
-        tb = tb.tb_next
-    return path
-
-
-def _nnunet_command_excepthook(exc_type, exc, tb, previous=sys.excepthook):
-    path = None
-    if os.path.basename(sys.argv[0] if sys.argv else "").startswith("nnUNetv2_"):
-        path = unreadable_checkpoint(exc, tb)
-    if path is None:
-        return previous(exc_type, exc, tb)
-    sys.stderr.write(f"nnunet_weak error: {path} is not a readable checkpoint (truncated, e.g. by an "
-                     f"interrupted copy or a run killed while saving). Copy or train it again; nnunet_weak trainers "
-                     f"save checkpoints atomically, so its fold's other checkpoint_*.pth may be intact.\n")
-
-
 if os.environ.get("NNW_NO_AUTOEXT", "0") != "1":
     register_trainer_folder()
 if os.environ.get("NNW_NO_TORCHVISION_SHIM", "0") != "1":
     install_torchvision_shim()
-if sys.excepthook is sys.__excepthook__:  # leave an IDE's or another tool's hook alone
-    sys.excepthook = _nnunet_command_excepthook
+install_excepthook()

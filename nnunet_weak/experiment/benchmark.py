@@ -139,6 +139,7 @@ class Benchmark:
                       "plans": args.plans, "epochs": args.epochs, "iters": args.iters, "reference": self.reference}
         self.batch_size, self.patch_size = config.batch_size, list(config.patch_size)
         self.rows = self._claim_output()
+        self.commands: List[str] = []   # what this call ran, for the report
 
     def _claim_output(self) -> List[dict]:
         """Rows of an earlier call with the same setup (continued); refuse a folder holding anything else."""
@@ -184,7 +185,8 @@ class Benchmark:
                 shutil.rmtree(fold_folder)   # under work/: this benchmark's own run
             print(f"[benchmark] training {trainer}, run {run}", flush=True)
             train_seconds = steps.train(self.dataset_id, args.configuration, args.fold, trainer, env, log,
-                                        plans_args, steps.EpochProgress(args.epochs, "  "), device=args.device)
+                                        plans_args, steps.EpochProgress(args.epochs, "  "), device=args.device,
+                                        commands=self.commands)
         else:
             print(f"[benchmark] {trainer}, run {run}: reusing {fold_folder}", flush=True)
         inputs = link_inputs(self.raw, self.dataset_json, self.cases, os.path.join(self.work, "inputs"))
@@ -193,7 +195,8 @@ class Benchmark:
             shutil.rmtree(pred)
         print(f"[benchmark] predicting {len(self.cases)} validation cases", flush=True)
         predict_seconds = steps.predict(inputs, pred, self.dataset_id, args.configuration, args.fold, trainer, env,
-                                        log, ["--disable_tta", *plans_args], device=args.device)
+                                        log, ["--disable_tta", *plans_args], device=args.device,
+                                        commands=self.commands)
         per_case = os.path.join(self.out, "per_case", f"{slug(trainer)}__run{run}_dense_eval.json")
         os.makedirs(os.path.dirname(per_case), exist_ok=True)
         result = evaluate_folder(pred, self.reference, self.classes, self.dataset_json["file_ending"],
@@ -212,7 +215,6 @@ class Benchmark:
                 "per_case": os.path.relpath(per_case, self.out)}
 
     def run(self) -> str:
-        steps.history.clear()
         text = ""
         for run in range(1, self.args.runs + 1):   # run k of every trainer before run k + 1: a stopped
             for trainer in self.args.trainers:     # benchmark keeps comparable runs
@@ -273,7 +275,7 @@ class Benchmark:
             lines += ["", "Fewer than 3 runs per trainer: a smoke test, not a decision (pass --runs 3)."]
         lines += ["", "Reproduce:", "", "```", self.args.invocation, "```", "",
                   "Commands run by this call (in order; $OUT is the output folder):", "", "```"] + \
-                 [c.replace(self.out, "$OUT") for c in steps.history] + ["```", ""]
+                 [c.replace(self.out, "$OUT") for c in self.commands] + ["```", ""]
         text = "\n".join(lines)
         prefix = os.path.join(self.out, RESULTS)
         with open(prefix + ".md", "w") as f:

@@ -15,9 +15,6 @@ import numpy as np
 
 from nnunet_weak.utilities.errors import NNWError
 
-history: List[str] = []  # every command run through run_command, for the reports' "how to reproduce"
-
-
 def nnunet_environment(root: str, base: Optional[Dict[str, str]] = None, **extra: str) -> Dict[str, str]:
     """Environment with nnUNet_raw / _preprocessed / _results under ``root`` and CPU-friendly worker counts.
 
@@ -44,12 +41,14 @@ def _console(name: str) -> str:
 
 
 def run_command(args: Sequence[str], env: Dict[str, str], log_file: str,
-                on_line: Optional[Callable[[str], None]] = None) -> float:
+                on_line: Optional[Callable[[str], None]] = None, commands: Optional[List[str]] = None) -> float:
     """Run ``args`` (first element: a console script name), append its output to ``log_file``; wall seconds.
-    ``on_line`` sees every output line as it comes (progress reports)."""
+    ``on_line`` sees every output line as it comes (progress reports); ``commands``, when given, gets the command
+    line appended (a report's "how to reproduce")."""
     args = [_console(args[0]), *map(str, args[1:])]
     os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-    history.append(" ".join([os.path.basename(args[0]), *args[1:]]))
+    if commands is not None:
+        commands.append(" ".join([os.path.basename(args[0]), *args[1:]]))
     start = time.perf_counter()
     with open(log_file, "a") as log:
         log.write(f"\n$ {' '.join(args)}\n")
@@ -77,19 +76,20 @@ def model_folder(env: Dict[str, str], dataset_name: str, trainer: str, configura
     return os.path.join(env["nnUNet_results"], dataset_name, f"{trainer}__{plans}__{configuration}")
 
 
-def plan_and_preprocess(dataset_id: int, configurations: List[str], env: Dict[str, str], log_file: str) -> float:
+def plan_and_preprocess(dataset_id: int, configurations: List[str], env: Dict[str, str], log_file: str,
+                        commands: Optional[List[str]] = None) -> float:
     # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
     env = {**env, "nnUNet_n_proc_DA": str(max(1, int(env.get("nnUNet_n_proc_DA", "1"))))}
     seconds = run_command(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", *configurations,
-                           "-np", "1", "-npfp", "1"], env, log_file)
-    return seconds + run_command(["nnunet_weak_add_lite", "-d", dataset_id], env, log_file)
+                           "-np", "1", "-npfp", "1"], env, log_file, commands=commands)
+    return seconds + run_command(["nnunet_weak_add_lite", "-d", dataset_id], env, log_file, commands=commands)
 
 
 def train(dataset_id: int, configuration: str, fold, trainer: str, env: Dict[str, str], log_file: str,
           extra_args: Sequence[str] = (), on_line: Optional[Callable[[str], None]] = None,
-          device: str = "cpu") -> float:
+          device: str = "cpu", commands: Optional[List[str]] = None) -> float:
     return run_command(["nnUNetv2_train", dataset_id, configuration, fold, "-tr", trainer, "-device", device,
-                        *extra_args], env, log_file, on_line)
+                        *extra_args], env, log_file, on_line, commands)
 
 
 class EpochProgress:
@@ -113,7 +113,8 @@ class EpochProgress:
 
 
 def predict(input_folder: str, output_folder: str, dataset_id: int, configuration: str, fold, trainer: str,
-            env: Dict[str, str], log_file: str, extra_args: Sequence[str] = (), device: str = "cpu") -> float:
+            env: Dict[str, str], log_file: str, extra_args: Sequence[str] = (), device: str = "cpu",
+            commands: Optional[List[str]] = None) -> float:
     return run_command(["nnUNetv2_predict", "-i", input_folder, "-o", output_folder, "-d", dataset_id,
                         "-c", configuration, "-f", fold, "-tr", trainer, "-device", device, "-npp", "1",
-                        "-nps", "1", *extra_args], env, log_file)
+                        "-nps", "1", *extra_args], env, log_file, commands=commands)
