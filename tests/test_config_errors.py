@@ -1,4 +1,5 @@
 """Bad input gets one clear line naming the file or variable and the fix."""
+import os
 import subprocess
 import sys
 
@@ -43,3 +44,23 @@ def test_nnwerror_prints_one_line_without_traceback():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "nnunet_weak error: dataset.json lacks X; add X"
+
+
+def test_every_environment_variable_is_registered_and_documented():
+    """One registry of our variables: every NNW_* name the package reads is in utilities.env.VARIABLES, and the
+    README's table lists exactly those."""
+    import re
+    from nnunet_weak.utilities.env import VARIABLES
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nnunet_weak")
+    used = set()
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name.endswith(".py"):
+                used |= set(re.findall(r"NNW_[A-Z0-9_]+", open(os.path.join(folder, name)).read()))
+    assert used == set(VARIABLES)
+    readme = open(os.path.join(os.path.dirname(root), "README.md")).read()
+    section = readme[readme.index("## Environment variables"):]
+    section = section[:section.index("\n## ", 1)]
+    table = {n for line in section.splitlines() if line.startswith("| `NNW_")
+             for n in re.findall(r"`(NNW_[A-Z0-9_]+)`", line.split("|")[1])}
+    assert table == set(VARIABLES)

@@ -20,6 +20,7 @@ import json
 import os
 import time
 import zipfile
+from typing import Optional
 
 import torch
 from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
@@ -69,6 +70,10 @@ def timed_step(train_step):
 
 
 class nnUNetTrainerBudget(nnUNetTrainer):
+    # A trainer's own default length (None: nnU-Net's 1000 epochs). Resolved once, in this order: nnU-Net's
+    # defaults, this class attribute, then the NNW_* length variables.
+    default_num_epochs: Optional[int] = None
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         require_env("nnUNet_results", "to write the trained model")  # nnU-Net would fail in makedirs(None)
@@ -78,8 +83,10 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         if seed is not None:
             self.print_to_log_file(f"nnunet_weak: random generators seeded with NNW_SEED={seed}")
+        if self.default_num_epochs is not None:
+            self.num_epochs = self.default_num_epochs
         changed = apply_training_length(self)
-        self.length_from_env = changed  # subclasses with their own default length must not override these
+        self.length_from_env = changed  # recorded in the fold's debug.json
         if changed:
             self.print_to_log_file(f"nnunet_weak: training length from the environment: {changed}")
         self._train_phase_seconds, self._loader_wait_seconds = [], []

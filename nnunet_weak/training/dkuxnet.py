@@ -71,7 +71,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
     shared_networks = False
     optimizer_name = "sgd"            # nnU-Net's; "adamw" is the paper's (``_AdamW``)
     warmup_epochs = 5
-    default_epochs = 200
+    default_num_epochs = 200
     strong_view_settings = StrongViewSettings()
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -84,8 +84,6 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
         elif self.optimizer_name != "sgd":
             raise NNWError(f"{type(self).__name__}.optimizer_name must be 'adamw' or 'sgd', not "
                            f"{self.optimizer_name!r}")
-        if "num_epochs" not in self.length_from_env:
-            self.num_epochs = self.default_epochs
         self.network_b = None
         self.optimizer_b = self.lr_scheduler_b = None
 

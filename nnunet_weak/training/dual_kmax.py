@@ -24,7 +24,7 @@ class nnUNetTrainerDualKMaX(nnUNetTrainerDKUXNet):
     conv_aux_weight = 0.5
     optimizer_name = "sgd"
     warmup_epochs = 0
-    default_epochs = 1000
+    default_num_epochs = 1000
 
     build_network_architecture = classmethod(nnUNetTrainerKMaX.build_network_architecture.__func__)
 

@@ -42,7 +42,7 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
     alpha = 0.5
     temperature = 4.0
     refresh_fraction = 0.2        # snapshots take the current weights every this fraction of the epochs
-    stage2_length = 1 / 3         # of nnU-Net's default epochs, unless NNW_NUM_EPOCHS is set
+    default_num_epochs = 333      # a third of nnU-Net's 1000 (PA-Seg's stage 2 on VS); NNW_NUM_EPOCHS overrides it
     primary_stage1_trainer = "nnUNetTrainerPASeg"
     aux_stage1_trainer = "nnUNetTrainerPASegAux"
     wait_for_foreground = None    # no regularisers in stage 2
@@ -52,8 +52,6 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        if "num_epochs" not in self.length_from_env:
-            self.num_epochs = max(1, round(self.num_epochs * self.stage2_length))
         self.kd_loss = KnowledgeDistillationLoss(self.temperature)
         self._resumed = False
 

@@ -59,10 +59,15 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         check_ignore_label(dataset_json, dataset_json_path, required=self.requires_ignore_label)
         super().__init__(plans, configuration, fold, dataset_json, device)
 
-        flag = env_flag("NNW_PAD_AS_IGNORE")
-        self.pad_as_ignore = self.pad_as_ignore if flag is None else flag
-        fraction = env_fraction("NNW_LABELLED_FRACTION")
-        self.labelled_fraction = self.labelled_fraction if fraction is None else fraction
+        # experiment overrides of the recipe: the output folder's trainer name no longer identifies it, so they are
+        # logged and kept in the fold's debug.json (recipe_from_env); shipped recipes are named trainer variants
+        flag, fraction = env_flag("NNW_PAD_AS_IGNORE"), env_fraction("NNW_LABELLED_FRACTION")
+        self.recipe_from_env = {k: v for k, v in (("pad_as_ignore", flag), ("labelled_fraction", fraction))
+                                if v is not None}
+        for attribute, value in self.recipe_from_env.items():
+            setattr(self, attribute, value)
+        if self.recipe_from_env:
+            self.print_to_log_file(f"nnunet_weak: recipe overridden from the environment: {self.recipe_from_env}")
 
         self.unlabelled_keys = None  # set of case ids, found once in do_split
         self._extra_state: Dict[str, object] = {}

@@ -1,33 +1,8 @@
-"""Documented environment variables of nnunet_weak (all optional) and their parsing.
+"""The environment variables of nnunet_weak (all optional): their registry and their parsing.
 
-| variable                  | meaning                                                             | default          |
-|---------------------------|---------------------------------------------------------------------|------------------|
-| NNW_NUM_EPOCHS            | epochs of every nnunet_weak trainer (and nnUNetTrainerBudget)       | trainer's (1000) |
-| NNW_ITERS_PER_EPOCH       | training iterations per epoch                                       | 250              |
-| NNW_VAL_ITERS_PER_EPOCH   | validation iterations per epoch (pseudo Dice)                       | 50               |
-| NNW_SKIP_FINAL_VALIDATION | 1: skip nnU-Net's validation after training (run it later with      | 0                |
-|                           | ``nnUNetv2_train ... --val`` without this variable)                 |                  |
-| NNW_CPU_BF16              | 1: bf16 autocast for 2D networks on CPUs with native bf16 (AMX-BF16,| 0                |
-|                           | AVX512-BF16); 0: fp32, nnU-Net's path; 3D networks always fp32      |                  |
-| NNW_SEED                  | seed of Python / NumPy / torch before the trainer starts (repeatable| none (random)    |
-|                           | runs, benchmark run k); unset: every run independent, as nnU-Net    |                  |
-| NNW_NUM_THREADS           | CPU training threads (nnUNetv2_train -device cpu uses all cores)    | all cores        |
-| NNW_LABELLED_FRACTION     | share of each batch drawn from labelled cases when a dataset also   | trainer's        |
-|                           | holds unlabelled (all-ignore) cases, in [0, 1]                      |                  |
-| NNW_LABEL_CHECK           | 0: skip the start-up check of the raw label maps (NaN, non-integer, | 1                |
-|                           | undeclared values, shape / spacing); it reads changed cases only    |                  |
-| NNW_PAD_AS_IGNORE         | 1: padded / rotated-in border pixels get the ignore label, 0: they  | 1 for weak       |
-|                           | become background as in stock nnU-Net                               | trainers         |
-| NNW_SCM_PRIMARY_CHECKPOINT| stage-1 checkpoint of nnUNetTrainerPASegSCM's primary network       | nnUNetTrainerPASeg|
-|                           |                                                                     | fold's final ckpt|
-| NNW_SCM_AUX_CHECKPOINT    | stage-1 checkpoint of its auxiliary network                         | nnUNetTrainer-   |
-|                           |                                                                     | PASegAux's       |
-| NNW_MODELMIX_AUX          | auxiliary dataset (id or name) of nnUNetTrainerModelMix; overrides  | modelmix.json    |
-|                           | $nnUNet_preprocessed/<target>/modelmix.json                         |                  |
-| NNW_MODELMIX_AUX_PLANS    | plans name of that auxiliary dataset                                | modelmix.json /  |
-|                           |                                                                     | <plans>_mm<id>   |
-
-Bad values raise :class:`NNWError` naming the variable.
+:data:`VARIABLES` is the one list of our variables (operational knobs: length, threads, validation, speed path,
+and a few experiment overrides that the trainers record in the fold's ``debug.json``); the README's table and
+the code are checked against it by a test. Bad values raise :class:`NNWError` naming the variable.
 """
 import os
 from typing import Callable, Optional, TypeVar
@@ -35,6 +10,26 @@ from typing import Callable, Optional, TypeVar
 from nnunet_weak.utilities.errors import NNWError
 
 T = TypeVar("T")
+
+# name -> what it does (the README's "Environment variables" table has the defaults and details)
+VARIABLES = {
+    "NNW_NUM_EPOCHS": "epochs of every nnunet_weak trainer (and nnUNetTrainerBudget)",
+    "NNW_ITERS_PER_EPOCH": "training iterations per epoch",
+    "NNW_VAL_ITERS_PER_EPOCH": "validation iterations per epoch (pseudo Dice)",
+    "NNW_SKIP_FINAL_VALIDATION": "1: skip nnU-Net's validation after training",
+    "NNW_CPU_BF16": "1: bf16 autocast for 2D networks on CPUs with native bf16",
+    "NNW_SEED": "seed of Python / NumPy / torch before the trainer starts",
+    "NNW_NUM_THREADS": "CPU training threads",
+    "NNW_LABEL_CHECK": "0: skip the start-up check of the raw label maps",
+    "NNW_LABELLED_FRACTION": "share of each batch drawn from labelled cases (experiment override)",
+    "NNW_PAD_AS_IGNORE": "1 / 0: padded border pixels ignore / background (experiment override)",
+    "NNW_SCM_PRIMARY_CHECKPOINT": "stage-1 checkpoint of nnUNetTrainerPASegSCM's primary network",
+    "NNW_SCM_AUX_CHECKPOINT": "stage-1 checkpoint of its auxiliary network",
+    "NNW_MODELMIX_AUX": "auxiliary dataset of nnUNetTrainerModelMix (overrides modelmix.json)",
+    "NNW_MODELMIX_AUX_PLANS": "plans name of that auxiliary dataset",
+    "NNW_NO_AUTOEXT": "1: the start-up hook does not touch nnUNet_extTrainer",
+    "NNW_NO_TORCHVISION_SHIM": "1: no CPU torchvision shim",
+}
 
 
 def _read(name: str, cast: Callable[[str], T], check: Callable[[T], bool], expected: str) -> Optional[T]:
