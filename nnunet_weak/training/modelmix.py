@@ -164,11 +164,7 @@ class nnUNetTrainerModelMix(nnUNetTrainerWeakBase):
 
     # ------------------------------------------------------------------ loss
     def next_aux_batch(self):
-        batch = next(self.aux.dataloader_train)
-        target = batch["target"]
-        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
-            else target.to(self.device, non_blocking=True)
-        return batch["data"].to(self.device, non_blocking=True), target
+        return self.batch_to_device(next(self.aux.dataloader_train))
 
     def compute_loss(self, output, target, data, batch):
         data_b, target_b = self.next_aux_batch()

@@ -3,17 +3,11 @@
 Everything else is nnU-Net (network, augmentation, deep supervision, schedule). Compare with the stock
 ``nnUNetTrainer`` on the same dataset ("nnU-Net+pL"), whose partial loss adds a masked soft Dice to the CE.
 """
-import torch
-
 from nnunet_weak.losses.partial_ce import PartialCrossEntropy
 from nnunet_weak.training.loss_factory import with_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 
 
 class nnUNetTrainerPCE(nnUNetTrainerWeakBase):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-
     def _build_loss(self):
         return with_deep_supervision(self, PartialCrossEntropy(ignore_label=self.label_manager.ignore_label))

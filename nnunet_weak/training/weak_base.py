@@ -70,6 +70,7 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
             self.print_to_log_file(f"nnunet_weak: recipe overridden from the environment: {self.recipe_from_env}")
 
         self.unlabelled_keys = None  # set of case ids, found once in do_split
+        self._split = None
         self._extra_state: Dict[str, object] = {}
         self._iter_in_epoch = 0
 
@@ -97,6 +98,13 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         return self.unlabelled_keys
 
     def do_split(self):
+        # once per trainer: trainers that need the unlabelled cases before nnU-Net builds its loaders (which
+        # splits again) get the same answer without reading and logging the split twice
+        if self._split is None:
+            self._split = self._checked_split()
+        return self._split
+
+    def _checked_split(self):
         tr_keys, val_keys = super().do_split()
         unlabelled = self._find_unlabelled(list(tr_keys) + list(val_keys))
         if tr_keys and all(k in unlabelled for k in tr_keys):
@@ -211,12 +219,16 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         """Loss of one step: (scalar tensor, dict of extra numpy/float values to log). Override this."""
         return self.loss(output, target), {}
 
-    @timed_step
-    def train_step(self, batch: dict) -> dict:
-        data = batch["data"].to(self.device, non_blocking=True)
+    def batch_to_device(self, batch: dict):
+        """(data, target) of a loader batch on the device; target stays a list under deep supervision."""
         target = batch["target"]
         target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
             else target.to(self.device, non_blocking=True)
+        return batch["data"].to(self.device, non_blocking=True), target
+
+    @timed_step
+    def train_step(self, batch: dict) -> dict:
+        data, target = self.batch_to_device(batch)
 
         optimizers = self.optimizers()
         for optimizer in optimizers:
