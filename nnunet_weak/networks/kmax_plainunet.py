@@ -2,9 +2,8 @@
 kMaX head producing the full-resolution logits, in 2D and 3D (``KMaXPlainConvUNet`` builds the plain one from
 keyword arguments).
 
-Everything of the U-Net comes from the plans' ``arch_kwargs`` (stages, widths, kernels, strides, norm). The decoder
-is a ``UNetDecoder`` subclass with identical parameters that can also return every stage's output
-(:meth:`KMaXUNetDecoder.forward_features`). The kMaX layers attend to the decoder stages whose cumulative in-plane
+Everything of the U-Net comes from the plans' ``arch_kwargs`` (stages, widths, kernels, strides, norm); its encoder
+and nnU-Net's ``UNetDecoder`` are used as built (:func:`decoder_stage_outputs` reads every decoder stage). The kMaX layers attend to the decoder stages whose cumulative in-plane
 stride is 8 and 4 (in that order, 2 layers each); plans without both (small patches) use the two coarsest decoder
 stages instead. The final predictor reads the full-resolution decoder output.
 
@@ -24,7 +23,6 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from torch import nn
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
-from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 
 from nnunet_weak.networks.blocks import cumulative_strides
@@ -35,17 +33,15 @@ from nnunet_weak.utilities.errors import NNWError
 LEVEL_STRIDES = (8, 4)
 
 
-class KMaXUNetDecoder(UNetDecoder):
-    """nnU-Net's UNetDecoder (same modules and keys) with access to the stage outputs."""
-
-    def forward_features(self, skips: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        """Stage outputs, coarsest first (the last one at full resolution); no segmentation layer is run."""
-        x = skips[-1]
-        features = []
-        for s in range(len(self.stages)):
-            x = self.stages[s](torch.cat((self.transpconvs[s](x), skips[-(s + 2)]), 1))
-            features.append(x)
-        return features
+def decoder_stage_outputs(decoder, skips: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """The stage outputs of nnU-Net's ``UNetDecoder``, coarsest first (the last one at full resolution), without
+    running its segmentation layers. ``skips``: the encoder's outputs, shallow to deep."""
+    x = skips[-1]
+    features = []
+    for s in range(len(decoder.stages)):
+        x = decoder.stages[s](torch.cat((decoder.transpconvs[s](x), skips[-(s + 2)]), 1))
+        features.append(x)
+    return features
 
 
 def kmax_decoder_stages(strides: Sequence, dims: int, level_strides: Sequence[int] = LEVEL_STRIDES) -> List[int]:
@@ -67,11 +63,10 @@ class KMaXUNet(nn.Module):
     """An nnU-Net U-Net (``PlainConvUNet`` or ``ResidualEncoderUNet``: ``encoder`` + ``UNetDecoder``) whose
     full-resolution output comes from a ``kmax`` head; the module keys are ``encoder``, ``decoder``, ``kmax``.
 
-    unet: the built U-Net (its encoder is kept, its decoder rebuilt as ``KMaXUNetDecoder`` with the same
-    parameters); strides: the plans' strides; the head's settings are keyword-only."""
+    unet: the built U-Net (its encoder and decoder are kept); strides: the plans' strides; the head's settings are
+    keyword-only."""
 
-    def __init__(self, unet: nn.Module, num_classes: int, n_conv_per_stage_decoder, strides: Sequence,
-                 deep_supervision: bool = False, nonlin_first: bool = False, pixel_norm_op=None,
+    def __init__(self, unet: nn.Module, num_classes: int, strides: Sequence, pixel_norm_op=None,
                  pixel_norm_kwargs=None, *, num_queries: int = 128, query_dim: int = 256, pixel_dim: int = 64,
                  mask_dim: int = 64, layers_per_level: int = 2, level_strides: Sequence[int] = LEVEL_STRIDES,
                  norm: str = "nnunet", query_groups: str = "per_class", num_heads: int = 8, key_dim: int = 128,
@@ -79,10 +74,7 @@ class KMaXUNet(nn.Module):
         super().__init__()
         if len(strides) < 2:
             raise NNWError("the kMaX U-Net needs a U-Net with at least 2 stages (one decoder stage).")
-        self.encoder = unet.encoder
-        self.decoder = KMaXUNetDecoder(self.encoder, num_classes, n_conv_per_stage_decoder, deep_supervision,
-                                       nonlin_first=nonlin_first)
-        self.decoder.apply(InitWeights_He(1e-2))
+        self.encoder, self.decoder = unet.encoder, unet.decoder
         dims = convert_conv_op_to_dim(self.encoder.conv_op)
         self.kmax_stage_ids = tuple(kmax_decoder_stages(strides, dims, level_strides))
         channels = self.encoder.output_channels
@@ -95,7 +87,7 @@ class KMaXUNet(nn.Module):
                              pixel_norm_kwargs=pixel_norm_kwargs)
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
-        features = self.decoder.forward_features(self.encoder(x))
+        features = decoder_stage_outputs(self.decoder, self.encoder(x))
         seg, clusters = self.kmax([features[s] for s in self.kmax_stage_ids], features[-1], clusters=return_aux)
         if self.decoder.deep_supervision:
             layers = self.decoder.seg_layers
@@ -116,9 +108,8 @@ class KMaXPlainConvUNet(KMaXUNet):
                              n_conv_per_stage, num_classes, n_conv_per_stage_decoder, conv_bias, norm_op,
                              norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, deep_supervision,
                              nonlin_first)
-        unet.encoder.apply(InitWeights_He(1e-2))
-        super().__init__(unet, num_classes, n_conv_per_stage_decoder, strides, deep_supervision, nonlin_first,
-                         norm_op, norm_op_kwargs, **head_kwargs)
+        unet.apply(InitWeights_He(1e-2))
+        super().__init__(unet, num_classes, strides, norm_op, norm_op_kwargs, **head_kwargs)
 
 
 SUPPORTED = ("PlainConvUNet", "ResidualEncoderUNet")
@@ -138,6 +129,5 @@ def build_kmax_plain_unet(plans_manager, configuration_manager, num_input_channe
                                   num_input_channels, num_output_channels, allow_init=True,
                                   deep_supervision=enable_deep_supervision)
     norm_op = pydoc.locate(kwargs["norm_op"]) if isinstance(kwargs.get("norm_op"), str) else kwargs.get("norm_op")
-    return KMaXUNet(unet, num_output_channels, kwargs["n_conv_per_stage_decoder"], kwargs["strides"],
-                    enable_deep_supervision, kwargs.get("nonlin_first", False), norm_op,
-                    kwargs.get("norm_op_kwargs"), **head_kwargs)
+    return KMaXUNet(unet, num_output_channels, kwargs["strides"], norm_op, kwargs.get("norm_op_kwargs"),
+                    **head_kwargs)
