@@ -295,6 +295,15 @@ def test_second_folder_with_the_same_dataset_id_is_refused(acdc, tmp_path):
         conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
 
 
+def test_conversion_into_a_raw_folder_that_is_a_file_is_named(acdc, tmp_path):
+    """Defect 11: a conversion whose nnUNet_raw is a file ended in a traceback from os.makedirs."""
+    raw = tmp_path / "raw"
+    raw.write_text("not a folder")
+    with pytest.raises(NNWError, match=r"raw is not a folder; point the conversion at an nnUNet_raw folder"):
+        conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
+    assert raw.read_text() == "not a folder"
+
+
 def test_budget_names_the_missing_results_variable(use_env, monkeypatch):
     """Defect 11: nnUNetTrainerBudget with nnUNet_results unset died with a TypeError in makedirs."""
     import torch
