@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import conversion_script
+from nnunet_weak.annotation.commands import simulate_scribbles_dataset
 from nnunet_weak.annotation.nnunet_io import OUTPUTS_MANIFEST
 from nnunet_weak.utilities.errors import NNWError
 from test_conversion import _write, write_acdc, write_mscmr
@@ -94,9 +95,8 @@ def test_simulate_scribbles_refuses_a_target_that_links_to_the_source(acdc, tmp_
     before = _snapshot(dense)
     link = tmp_path / "raw" / "Dataset809_Link"
     os.symlink(dense, link)
-    sim = conversion_script("simulate_scribbles")
     with pytest.raises(NNWError, match="is the source dataset"):
-        sim.simulate_dataset(dense, str(link), overwrite=True, verbose=False)
+        simulate_scribbles_dataset(dense, str(link), overwrite=True, verbose=False)
     assert _snapshot(dense) == before
 
 
@@ -104,7 +104,7 @@ def test_simulate_scribbles_warns_about_images_without_labels(acdc, tmp_path, ca
     """Defect 9: an image without a label file was skipped without a word."""
     dense = conversion_script("Dataset802_ACDCDense").convert(str(acdc), str(tmp_path / "raw"), verbose=False)
     _write(np.zeros((3, 16, 16), np.float32), os.path.join(dense, "imagesTr", "extra_case_0000.nii.gz"))
-    conversion_script("simulate_scribbles").simulate_dataset(dense, str(tmp_path / "raw" / "Dataset808_Sim"),
+    simulate_scribbles_dataset(dense, str(tmp_path / "raw" / "Dataset808_Sim"),
                                                              verbose=False)
     err = capsys.readouterr().err
     assert "1 image(s)" in err and "extra_case" in err and "no label file" in err
@@ -346,6 +346,20 @@ def _rewrite_label(path, change, dtype=None):
     sitk.WriteImage(out, str(path))
 
 
+def _trainer_on_copy(use_env, tmp_path, monkeypatch, trainer, label=None, change=None):
+    """(trainer, raw copy): ``trainer`` on the tiny dataset whose raw folder is a copy, with ``change`` applied to
+    the label map ``label`` of that copy."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    env, raw = use_env
+    copy = _raw_copy(raw, tmp_path)
+    if change is not None:
+        _rewrite_label(copy / "labelsTr" / label, change)
+    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    return get_trainer_from_args("981", "2d", 0, trainer, device=torch.device("cpu")), copy
+
+
 def _set_nan(a):
     a[0, 0, 0] = np.nan
     return a
@@ -369,14 +383,7 @@ def _set_undeclared(a):
 def test_trainer_refuses_bad_raw_label_values_at_start(use_env, tmp_path, monkeypatch, change, message):
     """Defect 7: NaN labels became annotation, 2.5 became 2 and undeclared values failed deep in the loss;
     preprocessing hides all three, so the trainer checks the raw label maps before its loaders start."""
-    import torch
-    from nnunetv2.run.run_training import get_trainer_from_args
-    env, raw = use_env
-    copy = _raw_copy(raw, tmp_path)
-    _rewrite_label(copy / "labelsTr" / "tiny_003.nii.gz", change)
-    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerPCE", device=torch.device("cpu"))
+    trainer, _ = _trainer_on_copy(use_env, tmp_path, monkeypatch, "nnUNetTrainerPCE", "tiny_003.nii.gz", change)
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     monkeypatch.setattr(nnUNetTrainer, "on_train_start",
                         lambda self: pytest.fail("training started before the label check"))
@@ -387,17 +394,11 @@ def test_trainer_refuses_bad_raw_label_values_at_start(use_env, tmp_path, monkey
 def test_trainer_refuses_a_label_with_another_spacing(use_env, tmp_path, monkeypatch):
     """Defect 7: a label map whose spacing differs from its image's reached training."""
     import SimpleITK as sitk
-    import torch
-    from nnunetv2.run.run_training import get_trainer_from_args
-    env, raw = use_env
-    copy = _raw_copy(raw, tmp_path)
+    trainer, copy = _trainer_on_copy(use_env, tmp_path, monkeypatch, "nnUNetTrainerBudget")
     path = str(copy / "labelsTr" / "tiny_002.nii.gz")
     image = sitk.ReadImage(path)
     image.SetSpacing((3.0, 3.0, 8.0))
     sitk.WriteImage(image, path)
-    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
     with pytest.raises(NNWError, match=r"tiny_002.nii.gz has spacing \(8.0, 3.0, 3.0\) but its image has"):
         trainer.verify_raw_labels()
 
@@ -405,14 +406,8 @@ def test_trainer_refuses_a_label_with_another_spacing(use_env, tmp_path, monkeyp
 def test_label_check_reads_only_changed_cases(use_env, tmp_path, monkeypatch):
     """The check runs at every start (each fold, each --c); unchanged cases are not read again, and a case
     broken after a passing check is still found."""
-    import torch
-    from nnunetv2.run.run_training import get_trainer_from_args
     from nnunet_weak.data import label_integrity
-    env, raw = use_env
-    copy = _raw_copy(raw, tmp_path)
-    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
+    trainer, copy = _trainer_on_copy(use_env, tmp_path, monkeypatch, "nnUNetTrainerBudget")
     reads = []
     original = label_integrity.case_problem
     monkeypatch.setattr(label_integrity, "case_problem", lambda *a: reads.append(a[1]) or original(*a))
@@ -429,14 +424,8 @@ def test_label_check_reads_only_changed_cases(use_env, tmp_path, monkeypatch):
 
 
 def test_label_check_can_be_switched_off_and_skips_without_raw_data(use_env, tmp_path, monkeypatch):
-    import torch
-    from nnunetv2.run.run_training import get_trainer_from_args
-    env, raw = use_env
-    copy = _raw_copy(raw, tmp_path)
-    _rewrite_label(copy / "labelsTr" / "tiny_003.nii.gz", _set_nan)
-    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    trainer = get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
+    trainer, _ = _trainer_on_copy(use_env, tmp_path, monkeypatch, "nnUNetTrainerBudget", "tiny_003.nii.gz",
+                                  _set_nan)
     monkeypatch.setenv("NNW_LABEL_CHECK", "0")
     trainer.verify_raw_labels()
     monkeypatch.delenv("NNW_LABEL_CHECK")

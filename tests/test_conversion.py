@@ -6,6 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import conversion_script
+from nnunet_weak.annotation.commands import simulate_scribbles_dataset
 from nnunet_weak.utilities.errors import NNWError
 
 SHAPE = (3, 16, 16)  # z, y, x
@@ -226,11 +227,10 @@ def test_mscmr_conversion(tmp_path):
 def test_simulate_dataset(acdc, tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     dense_ds = conversion_script("Dataset802_ACDCDense").convert(str(acdc), str(raw), verbose=False)
-    sim = conversion_script("simulate_scribbles")
     pre = tmp_path / "pre"
     monkeypatch.setenv("nnUNet_preprocessed", str(pre))
     target = raw / "Dataset807_ACDCSimScribble"
-    result = sim.simulate_dataset(dense_ds, str(target), seed=0, verbose=False)
+    result = simulate_scribbles_dataset(dense_ds, str(target), seed=0, verbose=False)
     cases = _cases()
     assert sorted(result["per_case"]) == cases
     assert 0.0 < result["mean"] < 1.0
@@ -250,13 +250,13 @@ def test_simulate_dataset(acdc, tmp_path, monkeypatch):
     assert json.load(open(target / "splits_final.json")) == json.load(open(os.path.join(dense_ds, "splits_final.json")))
     assert (pre / "Dataset807_ACDCSimScribble" / "splits_final.json").is_file()
 
-    again = sim.simulate_dataset(dense_ds, str(target), seed=0, overwrite=True, verbose=False)
+    again = simulate_scribbles_dataset(dense_ds, str(target), seed=0, overwrite=True, verbose=False)
     assert again["per_case"] == result["per_case"]
     with pytest.raises(NNWError, match="--overwrite"):
-        sim.simulate_dataset(dense_ds, str(target), seed=1, verbose=False)
+        simulate_scribbles_dataset(dense_ds, str(target), seed=1, verbose=False)
     scribble_ds = conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
     with pytest.raises(NNWError, match="ignore"):
-        sim.simulate_dataset(scribble_ds, str(tmp_path / "x"), verbose=False)
+        simulate_scribbles_dataset(scribble_ds, str(tmp_path / "x"), verbose=False)
 
 
 def test_acdc_points_conversion(acdc, tmp_path):
