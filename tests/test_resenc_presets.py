@@ -9,9 +9,9 @@ from conftest import TINY_ID, TINY_NAME
 from nnunet_weak.experiment import steps
 
 PLANS = "nnUNetResEncUNetMPlans"
-TRAINERS = ["nnUNetTrainerBudget", "nnUNetTrainerPCE", "nnUNetTrainerFewLabels", "nnUNetTrainerLabelledOnly",
-            "nnUNetTrainerDynamicMix", "nnUNetTrainerPASeg", "nnUNetTrainerPASegAux", "nnUNetTrainerPCLMix",
-            "nnUNetTrainerKMaX_lite", "nnUNetTrainerDualKMaX_lite"]
+# one per network and loss family (FewLabels / LabelledOnly differ from PCE only in sampling)
+TRAINERS = ["nnUNetTrainerBudget", "nnUNetTrainerPCE", "nnUNetTrainerDynamicMix", "nnUNetTrainerPASeg",
+            "nnUNetTrainerPASegAux", "nnUNetTrainerPCLMix", "nnUNetTrainerKMaX_lite", "nnUNetTrainerDualKMaX_lite"]
 
 
 @pytest.fixture(scope="module")
