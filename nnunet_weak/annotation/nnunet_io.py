@@ -37,6 +37,21 @@ ACDC_PATIENTS_PER_FOLD = 20
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+def acdc_entry_points(dataset_name: str, scribbles: bool, description: str):
+    """``(convert, main)`` of the plain ACDC dataset modules (Dataset801 scribbles, Dataset802 dense labels)."""
+    def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True) -> str:
+        return convert_acdc(source, nnunet_raw, dataset_name, scribbles=scribbles, overwrite=overwrite,
+                            verbose=verbose)
+
+    def main(argv=None) -> str:
+        args = conversion_parser(description, "ACDC folder containing training/").parse_args(argv)
+        return convert(args.source, args.nnunet_raw, overwrite=args.overwrite)
+
+    convert.__doc__ = (f"Convert ACDC ({'scribble' if scribbles else 'dense'} labels) into "
+                       f"``nnunet_raw/{dataset_name}``; returns that folder.")
+    return convert, main
+
+
 def conversion_parser(description: str, source_help: str) -> argparse.ArgumentParser:
     """Command line shared by the conversion scripts: ``SOURCE NNUNET_RAW [--overwrite]``."""
     parser = argparse.ArgumentParser(description=description)

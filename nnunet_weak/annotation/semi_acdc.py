@@ -95,6 +95,18 @@ def labelled_fraction_per_fold(splits: Sequence[dict], labelled_patients: Iterab
     return out
 
 
+def semi_entry_points(dataset_name: str, fraction: float, description: str):
+    """``(convert, main)`` of one semi-supervised ACDC dataset module (Dataset805 / 806)."""
+    def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True) -> str:
+        return convert_acdc_semi(source, nnunet_raw, dataset_name, fraction, overwrite=overwrite, verbose=verbose)
+
+    def main(argv=None) -> str:
+        return semi_main(dataset_name, fraction, description, argv)
+
+    convert.__doc__ = f"Convert ACDC into ``nnunet_raw/{dataset_name}`` ({fraction:.0%} labelled); returns that folder."
+    return convert, main
+
+
 def semi_main(dataset_name: str, fraction: float, description: str, argv=None) -> str:
     """Command line of the Dataset805/806 scripts: ``SOURCE NNUNET_RAW [--overwrite] [--seed 0]``."""
     parser = conversion_parser(description, "ACDC folder containing training/")

@@ -7,20 +7,11 @@ become training cases ``patientNNN_frameFF``; labelsTr holds the scribbles (4 = 
 reference labels (evaluation only). splits_final.json: WSL4MIS/PCLMix 5 folds, fold k validates patients
 20k+1..20k+20 (both frames). Also written to $nnUNet_preprocessed/Dataset801_ACDCScribble/ when that is set.
 """
-from nnunet_weak.annotation.nnunet_io import conversion_parser, convert_acdc
+from nnunet_weak.annotation.nnunet_io import acdc_entry_points
 
 DATASET_NAME = "Dataset801_ACDCScribble"
 
-
-def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True) -> str:
-    """Convert ACDC (scribble labels) into ``nnunet_raw/Dataset801_ACDCScribble``; returns that folder."""
-    return convert_acdc(source, nnunet_raw, DATASET_NAME, scribbles=True, overwrite=overwrite, verbose=verbose)
-
-
-def main(argv=None) -> None:
-    args = conversion_parser(__doc__.splitlines()[0], "ACDC folder containing training/").parse_args(argv)
-    convert(args.source, args.nnunet_raw, overwrite=args.overwrite)
-
+convert, main = acdc_entry_points(DATASET_NAME, scribbles=True, description=__doc__.splitlines()[0])
 
 if __name__ == "__main__":
     main()

@@ -6,20 +6,12 @@
 Dataset805's): every fold trains on 16 labelled + 64 unlabelled patients and validates on its block's 4 labelled
 patients. labelsTr_dense keeps all dense labels for evaluation.
 """
-from nnunet_weak.annotation.semi_acdc import convert_acdc_semi, semi_main
+from nnunet_weak.annotation.semi_acdc import semi_entry_points
 
 DATASET_NAME = "Dataset806_ACDCSemi20"
 FRACTION = 0.2
 
-
-def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True) -> str:
-    """Python entry point (as in the other conversions); returns the dataset folder."""
-    return convert_acdc_semi(source, nnunet_raw, DATASET_NAME, FRACTION, overwrite=overwrite, verbose=verbose)
-
-
-def main(argv=None) -> str:
-    return semi_main(DATASET_NAME, FRACTION, __doc__.splitlines()[0], argv)
-
+convert, main = semi_entry_points(DATASET_NAME, FRACTION, __doc__.splitlines()[0])
 
 if __name__ == "__main__":
     main()
