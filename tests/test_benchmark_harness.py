@@ -40,7 +40,7 @@ def _row(label, trainer, mean_dice, sec, dataset="Dataset801_ACDCScribble"):
 
 def _report(rows, tmp_path, cost_reference=None):
     args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False, note=["n1"],
-                                 workdir="/w", out=str(tmp_path / "res"), cost_reference=cost_reference)
+                                 commands=[], workdir="/w", out=str(tmp_path / "res"), cost_reference=cost_reference)
     env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
                             "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}
     return bench.report(rows, args, bench.invocation(["--source", "d", "--run", "801:nnUNetTrainerPCE:pCE"]), env,
@@ -225,9 +225,9 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     (tmp_path / "raw" / "Dataset803_MSCMRScribble" / "imagesTr").mkdir(parents=True)
 
     calls = {}
-    monkeypatch.setattr(bench.steps, "run_command", lambda args, *_: calls.setdefault("export", list(args)))
+    monkeypatch.setattr(bench.steps, "run_command", lambda args, *_, **k: calls.setdefault("export", list(args)))
     monkeypatch.setattr(bench.steps, "train", lambda *a, **k: pytest.fail("an auxiliary row must not train"))
-    monkeypatch.setattr(bench.steps, "predict", lambda *a: calls.setdefault("predict", a) and 12.0)
+    monkeypatch.setattr(bench.steps, "predict", lambda *a, **k: calls.setdefault("predict", a) and 12.0)
 
     def fake_evaluate(pred, reference, classes, output_json, output_md, overwrite, allow_missing):
         with open(output_json, "w") as f:
@@ -237,6 +237,7 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
                 "empty_predictions": {c: 0 for c in classes}}
     monkeypatch.setattr(bench, "evaluate_folder", fake_evaluate)
     args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[(801, 803)], retrain=False, tta=False,
+                                 commands=[],
                                  plans="nnUNetPlans",
                                  workdir=str(tmp_path / "work"), out=str(tmp_path / "results" / "mscmr"),
                                  epochs=2, iters=2)
@@ -257,7 +258,7 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     (tmp_path / "pre" / "Dataset803_MSCMRScribble" / "nnUNetPlans_mm801.json").write_text("{}")
     control_fold = tmp_path / "res" / "Dataset803_MSCMRScribble" / "nnUNetTrainerBudget__nnUNetPlans_mm801__2d_lite"
 
-    def fake_train(*a):  # like nnUNetv2_train, leaves the fold folder behind
+    def fake_train(*a, **k):  # like nnUNetv2_train, leaves the fold folder behind
         (control_fold / "fold_0").mkdir(parents=True, exist_ok=True)
         calls["train"] = a
         return 60.0
@@ -295,6 +296,7 @@ def test_rescoring_keeps_the_timing_of_rows_whose_work_folder_is_gone(tmp_path):
     fold.mkdir(parents=True)
     (fold / TIMING_FILE).write_text(json.dumps({"epochs": [9.0, 3.0, 3.0], "iterations_per_epoch": 3}))
     args = types.SimpleNamespace(fold=0, configuration="2d_lite", epochs=2, iters=3, val_iters=1, tta=False,
+                                 commands=[],
                                  note=["machine changed"], workdir="/w", out=str(tmp_path / "res"), cost_reference=None)
     env = {k: "1" for k in ("NNW_NUM_EPOCHS", "NNW_ITERS_PER_EPOCH", "NNW_VAL_ITERS_PER_EPOCH",
                             "NNW_SKIP_FINAL_VALIDATION", "nnUNet_n_proc_DA", "nnUNet_compile")}
@@ -377,14 +379,14 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
     fold = tmp_path / "res" / "Dataset801_ACDCScribble" / "nnUNetTrainerDynamicMix__nnUNetPlans__2d_lite" / "fold_0"
     seeds = []
 
-    def fake_train(dataset_id, configuration, f, trainer, train_env, log, extra):
+    def fake_train(dataset_id, configuration, f, trainer, train_env, log, extra, **k):
         assert not (fold / "checkpoint_final.pth").exists()         # the previous run's model was replaced
         fold.mkdir(parents=True, exist_ok=True)
         (fold / "checkpoint_final.pth").write_bytes(b"")
         seeds.append(train_env.get("NNW_SEED"))
         return 60.0
     monkeypatch.setattr(bench.steps, "train", fake_train)
-    monkeypatch.setattr(bench.steps, "predict", lambda *a: 4.0)
+    monkeypatch.setattr(bench.steps, "predict", lambda *a, **k: 4.0)
 
     def fake_evaluate(pred, reference, classes, output_json, output_md, overwrite, allow_missing):
         with open(output_json, "w") as f:
@@ -395,6 +397,7 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
     monkeypatch.setattr(bench, "evaluate_folder", fake_evaluate)
     (tmp_path / "raw" / "Dataset801_ACDCScribble" / "imagesTr").mkdir(parents=True)
     args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[], retrain=False, tta=False,
+                                 commands=[],
                                  plans="nnUNetPlans", workdir=str(tmp_path / "work"),
                                  out=str(tmp_path / "results" / "t"), epochs=2, iters=2)
     (tmp_path / "work" / "predictions").mkdir(parents=True)
