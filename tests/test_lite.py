@@ -37,6 +37,27 @@ def test_lite_2d_from_acdc_like_plan():
     assert len(kw["strides"]) == len(kw["kernel_sizes"]) == 5 and len(kw["n_conv_per_stage_decoder"]) == 4
 
 
+def test_lite_from_a_resenc_preset_keeps_the_residual_encoder():
+    """nnU-Net's ResEnc presets plan ResidualEncoderUNet (n_blocks_per_stage instead of n_conv_per_stage): the lite
+    configuration shrinks it within its family, and the network builds."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    parent = default_2d()
+    arch = parent["architecture"]
+    arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+    arch["arch_kwargs"]["n_blocks_per_stage"] = [1, 3, 4, 6, 6, 6]
+    del arch["arch_kwargs"]["n_conv_per_stage"]
+    lite = lite_configuration("2d", parent, 128 * 128, 12)
+    kw = lite["architecture"]["arch_kwargs"]
+    assert lite["architecture"]["network_class_name"].endswith("ResidualEncoderUNet")
+    assert kw["n_blocks_per_stage"] == [1, 3, 4, 6, 6] and "n_conv_per_stage" not in kw
+    net = get_network_from_plans(lite["architecture"]["network_class_name"], kw,
+                                 lite["architecture"]["_kw_requires_import"], 1, 4, deep_supervision=True)
+    assert type(net.encoder).__name__ == "ResidualEncoder"
+    arch["network_class_name"] = "some.module.OtherUNet"
+    with pytest.raises(NNWError, match="PlainConvUNet and ResidualEncoderUNet"):
+        lite_configuration("2d", parent, 128 * 128, 12)
+
+
 def test_lite_network_builds_and_keeps_small_patches():
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     plans = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans", "original_median_spacing_after_transp": [1, 1, 1],

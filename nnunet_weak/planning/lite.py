@@ -18,6 +18,8 @@ from typing import List, Optional
 from nnunet_weak.utilities.env import require_env
 from nnunet_weak.utilities.errors import NNWError
 
+# the per-stage depth entry of each U-Net family's arch_kwargs
+PER_STAGE = {"PlainConvUNet": "n_conv_per_stage", "ResidualEncoderUNet": "n_blocks_per_stage"}
 DEFAULTS = {
     # name: (parent, max patch voxels, batch size, base features, max features, max stages)
     "2d_lite": ("2d", 128 * 128, 12, 16, 256, 5),
@@ -27,7 +29,9 @@ DEFAULTS = {
 
 def lite_configuration(parent_name: str, parent: dict, max_patch_voxels: int, batch_size: int,
                        base_features: int = 16, max_features: int = 256, max_stages: int = 5) -> dict:
-    """A configuration dict that inherits from ``parent_name`` with a smaller PlainConvUNet.
+    """A configuration dict that inherits from ``parent_name`` with a smaller U-Net of the same family
+    (``PlainConvUNet``, or ``ResidualEncoderUNet`` from nnU-Net's ResEnc presets, which keeps its residual blocks per
+    stage).
 
     The first ``min(max_stages, parent stages)`` stages keep the parent's strides and kernel sizes; the patch is
     the parent's, scaled isotropically (in voxels) to at most ``max_patch_voxels`` and rounded to a multiple of
@@ -35,9 +39,11 @@ def lite_configuration(parent_name: str, parent: dict, max_patch_voxels: int, ba
     """
     arch = deepcopy(parent["architecture"])
     kwargs = arch["arch_kwargs"]
-    if not arch["network_class_name"].endswith("PlainConvUNet"):
+    family = arch["network_class_name"].split(".")[-1]
+    if family not in PER_STAGE:
         raise NNWError(f"configuration {parent_name!r} uses {arch['network_class_name']}; the lite "
-                       f"configurations only shrink nnU-Net's default PlainConvUNet plans.")
+                       f"configurations shrink nnU-Net's {' and '.join(PER_STAGE)} plans (the default planner's "
+                       f"and the ResEnc presets').")
     n = min(max_stages, kwargs["n_stages"])
     strides = [list(s) for s in kwargs["strides"][:n]]
     ndim = len(parent["patch_size"])
@@ -55,7 +61,7 @@ def lite_configuration(parent_name: str, parent: dict, max_patch_voxels: int, ba
         "features_per_stage": [min(base_features * 2 ** i, max_features) for i in range(n)],
         "kernel_sizes": [list(k) for k in kwargs["kernel_sizes"][:n]],
         "strides": strides,
-        "n_conv_per_stage": list(kwargs["n_conv_per_stage"][:n]),
+        PER_STAGE[family]: list(kwargs[PER_STAGE[family]][:n]),
         "n_conv_per_stage_decoder": list(kwargs["n_conv_per_stage_decoder"][:n - 1]),
     })
     return {
