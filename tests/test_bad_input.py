@@ -304,6 +304,15 @@ def test_conversion_into_a_raw_folder_that_is_a_file_is_named(acdc, tmp_path):
     assert raw.read_text() == "not a folder"
 
 
+def test_budget_refuses_a_bad_pad_as_ignore_value(use_env, monkeypatch):
+    """Defect 14: nnUNetTrainerBudget ignored a bad NNW_PAD_AS_IGNORE (the weak trainers refused it)."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+    monkeypatch.setenv("NNW_PAD_AS_IGNORE", "maybe")
+    with pytest.raises(NNWError, match="NNW_PAD_AS_IGNORE='maybe' is invalid"):
+        get_trainer_from_args("981", "2d", 0, "nnUNetTrainerBudget", device=torch.device("cpu"))
+
+
 def test_budget_names_the_missing_results_variable(use_env, monkeypatch):
     """Defect 11: nnUNetTrainerBudget with nnUNet_results unset died with a TypeError in makedirs."""
     import torch
