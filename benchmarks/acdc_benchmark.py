@@ -30,6 +30,7 @@ from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.dataset_conversion import conversion_module
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.experiment import steps
+from nnunet_weak.experiment.benchmark import fmt, mean_sd
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
 from nnunet_weak.utilities import timing_file
@@ -276,10 +277,6 @@ def keep_per_case(evaluation_json: str, out_prefix: str, label: str) -> str:
     return target
 
 
-def _fmt(value, digits=3):
-    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
-
-
 def source_of(dataset: str) -> str:
     """'ACDC' or 'MSCMRseg': the data a converted dataset (and so its validation fold) comes from."""
     return next(sub for name, sub in CONVERSIONS.values() if name == dataset)
@@ -331,13 +328,13 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
         lines[-2] = lines[-2][:-len(" sec/case |")] + " precision | sec/case |"
         lines[-1] += "---|"
     for r in rows:
-        ratio = _fmt(r["sec_per_iter"] / base, 2) if base and r["sec_per_iter"] else "-"
+        ratio = fmt(r["sec_per_iter"] / base, 2) if base and r["sec_per_iter"] else "-"
         its = r.get("iterations", meta["epochs"] * meta["iters"])
         precision = f" {r.get('precision') or '-'} |" if mixed else ""
-        lines.append(f"| {r['label']} | {r['trainer']} | {r['dataset']} | {its} | {_fmt(r['dice']['RV'])} | "
-                     f"{_fmt(r['dice']['MYO'])} | {_fmt(r['dice']['LV'])} | **{_fmt(r['mean_dice'])}** | "
-                     f"{_fmt(r['mean_hd95'], 2)} | {_fmt(r['sec_per_iter'])} | {ratio} |{precision} "
-                     f"{_fmt(r['sec_per_case'], 1)} |")
+        lines.append(f"| {r['label']} | {r['trainer']} | {r['dataset']} | {its} | {fmt(r['dice']['RV'])} | "
+                     f"{fmt(r['dice']['MYO'])} | {fmt(r['dice']['LV'])} | **{fmt(r['mean_dice'])}** | "
+                     f"{fmt(r['mean_hd95'], 2)} | {fmt(r['sec_per_iter'])} | {ratio} |{precision} "
+                     f"{fmt(r['sec_per_case'], 1)} |")
     for name, dice, hd in published:
         lines.append(f"| {name} | - | published fold-0 predictions | | | | | {dice:.3f} | {hd:.2f} | | | |" +
                      (" |" if mixed else ""))
@@ -363,14 +360,6 @@ def run_groups(rows: list) -> dict:
     return {g: rs for g, rs in groups.items() if len(rs) > 1}
 
 
-def _mean_sd(values: list, digits: int = 3) -> str:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
-    if not values:
-        return "-"
-    sd = f" +- {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
-    return f"{np.mean(values):.{digits}f}{sd}"
-
-
 def run_summary_lines(rows: list) -> list:
     """The table's "over runs" section: per row of several runs, the mean +- sd over runs of each mean."""
     groups = run_groups(rows)
@@ -381,11 +370,11 @@ def run_summary_lines(rows: list) -> list:
              "| model | runs | Dice RV | Dice Myo | Dice LV | mean Dice | mean HD95 | sec/iter (median) |",
              "|---|---|---|---|---|---|---|---|"]
     for group, rs in groups.items():
-        cls = [_mean_sd([r["dice"][c] for r in rs]) for c in CLASSES]
+        cls = [mean_sd([r["dice"][c] for r in rs]) for c in CLASSES]
         times = [r["sec_per_iter"] for r in rs if r.get("sec_per_iter")]
-        lines.append(f"| {group} | {len(rs)} | {' | '.join(cls)} | **{_mean_sd([r['mean_dice'] for r in rs])}** | "
-                     f"{_mean_sd([r['mean_hd95'] for r in rs], 2)} | "
-                     f"{_fmt(float(np.median(times))) if times else '-'} |")
+        lines.append(f"| {group} | {len(rs)} | {' | '.join(cls)} | **{mean_sd([r['mean_dice'] for r in rs])}** | "
+                     f"{mean_sd([r['mean_hd95'] for r in rs], 2)} | "
+                     f"{fmt(float(np.median(times))) if times else '-'} |")
     return lines
 
 

@@ -222,7 +222,7 @@ class Benchmark:
                 row = self.run_one(trainer, run)
                 self.rows = [r for r in self.rows if (r["trainer"], r["run"]) != (trainer, run)] + [row]
                 print(f"[benchmark] {trainer}, run {run}: mean Dice {row['mean_dice']:.3f}, mean HD95 "
-                      f"{_fmt(row['mean_hd95'], 2)} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+                      f"{fmt(row['mean_hd95'], 2)} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
                 text = self.report()
         return text
 
@@ -250,18 +250,18 @@ class Benchmark:
                  "|---|---|" + "---|" * len(names) + "---|---|---|---|"]
         for t in trainers:
             for r in self._rows_of(t):
-                lines.append(f"| {t} | {r['run']} | " + " | ".join(_fmt(r["dice"][n]) for n in names) +
-                             f" | **{_fmt(r['mean_dice'])}** | {_fmt(r['mean_hd95'], 2)} | "
-                             f"{_fmt(r['sec_per_iter'])} | {r.get('precision') or '-'} |")
+                lines.append(f"| {t} | {r['run']} | " + " | ".join(fmt(r["dice"][n]) for n in names) +
+                             f" | **{fmt(r['mean_dice'])}** | {fmt(r['mean_hd95'], 2)} | "
+                             f"{fmt(r['sec_per_iter'])} | {r.get('precision') or '-'} |")
         lines += ["", "Over runs (mean +- sd of each run's mean over cases):", "",
                   f"| trainer | runs | mean Dice | mean HD95 | sec/iter (median) | cost vs {baseline} |",
                   "|---|---|---|---|---|---|"]
         for t in trainers:
             rs = self._rows_of(t)
             seconds = _median([r["sec_per_iter"] for r in rs])
-            ratio = _fmt(seconds / base_time, 2) + "x" if seconds and base_time else "-"
-            lines.append(f"| {t} | {len(rs)} | **{_mean_sd([r['mean_dice'] for r in rs])}** | "
-                         f"{_mean_sd([r['mean_hd95'] for r in rs], 2)} | {_fmt(seconds)} | {ratio} |")
+            ratio = fmt(seconds / base_time, 2) + "x" if seconds and base_time else "-"
+            lines.append(f"| {t} | {len(rs)} | **{mean_sd([r['mean_dice'] for r in rs])}** | "
+                         f"{mean_sd([r['mean_hd95'] for r in rs], 2)} | {fmt(seconds)} | {ratio} |")
         comparisons = {}
         for t in trainers[1:]:
             bases = [load_json(os.path.join(self.out, r["per_case"])) for r in self._rows_of(baseline)]
@@ -306,7 +306,8 @@ class Benchmark:
         plt.close(fig)
 
 
-def _fmt(value, digits: int = 3) -> str:
+def fmt(value, digits: int = 3) -> str:
+    """A number for a table cell; "-" for None or NaN."""
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
@@ -315,8 +316,9 @@ def _median(values) -> Optional[float]:
     return float(np.median(values)) if values else None
 
 
-def _mean_sd(values, digits: int = 3) -> str:
-    values = [v for v in values if v is not None and not np.isnan(v)]
+def mean_sd(values, digits: int = 3) -> str:
+    """Mean +- sd of the defined values (sd with one degree of freedom, left out for one value); "-" for none."""
+    values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
     if not values:
         return "-"
     sd = f" +- {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
