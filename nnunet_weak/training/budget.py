@@ -19,7 +19,6 @@ import io
 import json
 import os
 import time
-import zipfile
 from typing import Optional
 
 import torch
@@ -33,8 +32,8 @@ from nnunet_weak.networks.wrappers import unwrap
 
 from nnunet_weak.training.loss_factory import float32_loss
 from nnunet_weak.utilities import cpu_bf16
+from nnunet_weak.utilities.checkpoint_io import require_complete_checkpoint
 from nnunet_weak.utilities.env import env_flag, env_int, require_env
-from nnunet_weak.utilities.errors import NNWError
 from nnunet_weak.utilities.seeding import seed_everything
 from nnunet_weak.utilities.timing_file import TIMING_FILE
 
@@ -132,12 +131,10 @@ class nnUNetTrainerBudget(nnUNetTrainer):
     train_step = timed_step(nnUNetTrainer.train_step)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
-        # checkpoints are zip archives; a truncated one (killed while saving) has no central directory
-        if isinstance(filename_or_checkpoint, str) and os.path.isfile(filename_or_checkpoint) and \
-                not zipfile.is_zipfile(filename_or_checkpoint):
-            raise NNWError(f"{filename_or_checkpoint} is not a readable checkpoint (truncated, e.g. by a run killed "
-                           f"while saving). Delete it: --c then resumes from the next of checkpoint_final / "
-                           f"checkpoint_latest / checkpoint_best.pth that exists, or start without --c.")
+        if isinstance(filename_or_checkpoint, str) and os.path.isfile(filename_or_checkpoint):
+            require_complete_checkpoint(filename_or_checkpoint, "Delete it: --c then resumes from the next of "
+                                        "checkpoint_final / checkpoint_latest / checkpoint_best.pth that exists, "
+                                        "or start without --c.")
         super().load_checkpoint(filename_or_checkpoint)
 
     def checkpoint_extras(self) -> dict:

@@ -24,6 +24,13 @@ SAFE_GLOBALS = [_numpy_scalar, np.dtype] + sorted(
                                  np.uint8, np.bool_)}, key=lambda c: c.__name__)
 
 
+def require_complete_checkpoint(path: str, fix: str) -> None:
+    """Refuse a file torch cannot open: checkpoints are zip archives, and a truncated one (an interrupted copy, a
+    run killed while saving) has no central directory. ``fix`` ends the message."""
+    if not zipfile.is_zipfile(path):
+        raise NNWError(f"{path} is not a readable checkpoint (truncated, or not written by torch.save). {fix}")
+
+
 def load_checkpoint_file(path: str, map_location="cpu", purpose: str = "") -> dict:
     """``torch.load(path)`` with ``weights_only=True`` and :data:`SAFE_GLOBALS`.
 
@@ -31,9 +38,8 @@ def load_checkpoint_file(path: str, map_location="cpu", purpose: str = "") -> di
     ``purpose`` (e.g. "--checkpoint") is added to the message so the user knows which input to fix.
     """
     where = f"{path}{f' ({purpose})' if purpose else ''}"
-    if not zipfile.is_zipfile(path):
-        raise NNWError(f"{where} is not a readable checkpoint (truncated, or not written by torch.save); point "
-                       f"it at a complete checkpoint_final.pth / checkpoint_best.pth.")
+    require_complete_checkpoint(path, f"Point {purpose or 'it'} at a complete checkpoint_final.pth / "
+                                      f"checkpoint_best.pth.")
     with torch.serialization.safe_globals(SAFE_GLOBALS):
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
