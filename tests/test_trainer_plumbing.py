@@ -187,3 +187,32 @@ def test_seed_repeats_weights_and_batches(use_env, monkeypatch):
     monkeypatch.setenv("NNW_SEED", "-3")
     with pytest.raises(NNWError, match="NNW_SEED"):
         make_trainer("nnUNetTrainerBudget")
+
+
+def _border_label(trainer) -> set:
+    pipeline = trainer.get_training_transforms(trainer.configuration_manager.patch_size, (0, 0), None, (), False)
+    seg = torch.full((1, 48, 48), -1, dtype=torch.int16)
+    seg[:, 10:20, 10:20] = 2
+    return set(torch.unique(pipeline(image=torch.zeros(1, 48, 48), segmentation=seg)["segmentation"]).tolist())
+
+
+def test_recipe_variants_are_named_trainers(use_env):
+    few, few_bg = make_trainer("nnUNetTrainerFewLabels"), make_trainer("nnUNetTrainerFewLabels_padBackground")
+    assert few.labelled_fraction == few_bg.labelled_fraction == 0.8
+    assert _border_label(few) == {2, 4} and _border_label(few_bg) == {0, 2}
+    assert few.recipe_from_env == few_bg.recipe_from_env == {}
+
+
+def test_recipe_from_environment_is_recorded_in_debug_json(use_env, monkeypatch):
+    import json
+    import os
+    monkeypatch.setenv("NNW_PAD_AS_IGNORE", "0")
+    monkeypatch.setenv("NNW_LABELLED_FRACTION", "0.5")
+    trainer = make_trainer("nnUNetTrainerFewLabels")
+    assert trainer.recipe_from_env == {"pad_as_ignore": False, "labelled_fraction": 0.5}
+    assert _border_label(trainer) == {0, 2} and trainer.labelled_fraction == 0.5
+    os.makedirs(trainer.output_folder, exist_ok=True)
+    trainer._save_debug_information()
+    with open(os.path.join(trainer.output_folder, "debug.json")) as f:
+        debug = json.load(f)
+    assert "pad_as_ignore" in debug["recipe_from_env"] and "0.5" in debug["recipe_from_env"]

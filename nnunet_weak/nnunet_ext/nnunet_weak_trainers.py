@@ -1,7 +1,8 @@
 # Shim read by nnU-Net's trainer lookup. Absolute imports only: this folder is imported as a top-level path.
 from nnunet_weak.training.budget import nnUNetTrainerBudget  # noqa: F401
 from nnunet_weak.training.pce import nnUNetTrainerPCE  # noqa: F401
-from nnunet_weak.training.labelled_only import nnUNetTrainerFewLabels, nnUNetTrainerLabelledOnly  # noqa: F401
+from nnunet_weak.training.labelled_only import (nnUNetTrainerFewLabels, nnUNetTrainerFewLabels_padBackground,  # noqa: F401
+                                                  nnUNetTrainerLabelledOnly)
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase  # noqa: F401
 from nnunet_weak.training.paseg import (nnUNetTrainerPASeg, nnUNetTrainerPASeg_allHeads,  # noqa: F401
                                         nnUNetTrainerPASeg_control, nnUNetTrainerPASeg_fixedRamp,

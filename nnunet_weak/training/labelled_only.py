@@ -11,6 +11,11 @@ in nnU-Net, since the labels are dense.
 all-ignore: 80 % of every batch from the annotated cases, padding as ignore. It is ``nnUNetTrainerModelMix``'s
 matched control (the same sampler, labelled share, padding rule, augmentation and loss; only ModelMix's second
 task and parameter mixing are missing) and the baseline to beat on few-label data.
+
+``nnUNetTrainerFewLabels_padBackground``: the same sampler with nnU-Net's padding rule (border = background),
+to tell the sampler's effect from the padding rule's. The recipe knobs are named variants so that nnU-Net's output
+folder says which recipe trained a model; ``NNW_LABELLED_FRACTION`` / ``NNW_PAD_AS_IGNORE`` remain for experiments
+and are then recorded in the fold's ``debug.json`` (``recipe_from_env``).
 """
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 
@@ -23,3 +28,7 @@ class nnUNetTrainerLabelledOnly(nnUNetTrainerWeakBase):
 class nnUNetTrainerFewLabels(nnUNetTrainerWeakBase):
     labelled_fraction = 0.8       # as nnUNetTrainerModelMix
     pad_as_ignore = True
+
+
+class nnUNetTrainerFewLabels_padBackground(nnUNetTrainerFewLabels):
+    pad_as_ignore = False
