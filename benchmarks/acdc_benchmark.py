@@ -82,8 +82,8 @@ def prepare_dataset(dataset_id: int, source: str, env: dict, log: str, configura
     raw = os.path.join(env["nnUNet_raw"], name)
     if not os.path.isfile(os.path.join(raw, "dataset.json")):
         print(f"[benchmark] converting {name} from {os.path.join(source, sub)}")
-        os.environ["nnUNet_preprocessed"] = env["nnUNet_preprocessed"]  # conversions also place the splits there
-        conversion_module(name).convert(os.path.join(source, sub), env["nnUNet_raw"], verbose=False)
+        conversion_module(name).convert(os.path.join(source, sub), env["nnUNet_raw"], verbose=False,
+                                        preprocessed=env["nnUNet_preprocessed"])
     preprocessed = os.path.join(env["nnUNet_preprocessed"], name)
     plans_file = os.path.join(preprocessed, "nnUNetPlans.json")
     parent = "2d" if configuration.startswith("2d") else "3d_fullres"

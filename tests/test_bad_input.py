@@ -71,20 +71,19 @@ def test_bad_case_found_half_way_leaves_the_earlier_dataset_untouched(acdc, tmp_
     assert os.listdir(raw) == ["Dataset801_ACDCScribble"]   # no half-written staging folder left behind
 
 
-def test_preprocessed_splits_written_by_a_conversion_are_replaced_with_overwrite(tmp_path, monkeypatch):
+def test_preprocessed_splits_written_by_a_conversion_are_replaced_with_overwrite(tmp_path):
     from nnunet_weak.annotation.semi_acdc import acdc_labelled_patients, convert_acdc_semi
     source = write_acdc(tmp_path / "ACDC", (1, 2, 3, 21))
     other_seed = next(s for s in range(1, 20)
                       if acdc_labelled_patients((1, 2, 3, 21), 0.5, s) != acdc_labelled_patients((1, 2, 3, 21), 0.5, 0))
-    pre = tmp_path / "pre"
-    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    pre = str(tmp_path / "pre")
     name, raw = "Dataset805_ACDCSemi10", str(tmp_path / "raw")
-    convert_acdc_semi(str(source), raw, name, 0.5, seed=0, verbose=False)
-    splits = pre / name / "splits_final.json"
+    convert_acdc_semi(str(source), raw, name, 0.5, seed=0, verbose=False, preprocessed=pre)
+    splits = tmp_path / "pre" / name / "splits_final.json"
     first = json.loads(splits.read_text())
     with pytest.raises(NNWError, match="--overwrite"):
-        convert_acdc_semi(str(source), raw, name, 0.5, seed=other_seed, verbose=False)
-    convert_acdc_semi(str(source), raw, name, 0.5, seed=other_seed, overwrite=True, verbose=False)
+        convert_acdc_semi(str(source), raw, name, 0.5, seed=other_seed, verbose=False, preprocessed=pre)
+    convert_acdc_semi(str(source), raw, name, 0.5, seed=other_seed, overwrite=True, verbose=False, preprocessed=pre)
     assert json.loads(splits.read_text()) != first
     assert json.loads(splits.read_text()) == json.loads((tmp_path / "raw" / name / "splits_final.json").read_text())
 

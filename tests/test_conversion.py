@@ -102,11 +102,11 @@ def _listing(folder):
     return sorted(os.listdir(folder))
 
 
-def test_acdc_scribble_conversion(acdc, tmp_path, monkeypatch):
+def test_acdc_scribble_conversion(acdc, tmp_path):
     pre = tmp_path / "pre"
-    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
     raw = tmp_path / "raw"
-    out = conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False)
+    out = conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(raw), verbose=False,
+                                                               preprocessed=str(pre))
     assert out == str(raw / "Dataset801_ACDCScribble")
     cases = _cases()
     assert _listing(raw / "Dataset801_ACDCScribble" / "imagesTr") == [f"{c}_0000.nii.gz" for c in cases]
@@ -158,7 +158,18 @@ def test_acdc_dense_conversion(acdc, tmp_path):
     assert json.load(open(out / "splits_final.json"))[1]["val"] == ["patient021_frame01", "patient021_frame12"]
 
 
-def test_refuses_overwrite_and_preprocessed_conflict(acdc, tmp_path, monkeypatch):
+def test_conversion_function_reads_no_environment(acdc, tmp_path, monkeypatch):
+    """The preprocessed folder is an argument: the command line passes $nnUNet_preprocessed, a library call given
+    none writes nothing outside the raw dataset, whatever the environment says."""
+    pre = tmp_path / "pre"
+    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    conversion_script("Dataset801_ACDCScribble").convert(str(acdc), str(tmp_path / "raw"), verbose=False)
+    assert not pre.exists()
+    conversion_script("Dataset801_ACDCScribble").main([str(acdc), str(tmp_path / "raw2")])
+    assert (pre / "Dataset801_ACDCScribble" / "splits_final.json").is_file()
+
+
+def test_refuses_overwrite_and_preprocessed_conflict(acdc, tmp_path):
     module = conversion_script("Dataset801_ACDCScribble")
     raw = tmp_path / "raw"
     out = module.convert(str(acdc), str(raw), verbose=False)
@@ -171,11 +182,10 @@ def test_refuses_overwrite_and_preprocessed_conflict(acdc, tmp_path, monkeypatch
     (pre / "Dataset801_ACDCScribble").mkdir(parents=True)
     custom = json.dumps([{"train": ["a"], "val": []}])
     (pre / "Dataset801_ACDCScribble" / "splits_final.json").write_text(custom)
-    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
     fresh = tmp_path / "raw2"
     for overwrite in (False, True):
         with pytest.raises(NNWError, match=r"splits_final.json holds splits this conversion did not write"):
-            module.convert(str(acdc), str(fresh), overwrite=overwrite, verbose=False)
+            module.convert(str(acdc), str(fresh), overwrite=overwrite, verbose=False, preprocessed=str(pre))
     assert not (fresh / "Dataset801_ACDCScribble").exists()  # refused before writing anything
     assert (pre / "Dataset801_ACDCScribble" / "splits_final.json").read_text() == custom
 
@@ -224,13 +234,12 @@ def test_mscmr_conversion(tmp_path):
         module.convert(str(source), str(tmp_path / "raw2"), verbose=False)
 
 
-def test_simulate_dataset(acdc, tmp_path, monkeypatch):
+def test_simulate_dataset(acdc, tmp_path):
     raw = tmp_path / "raw"
     dense_ds = conversion_script("Dataset802_ACDCDense").convert(str(acdc), str(raw), verbose=False)
     pre = tmp_path / "pre"
-    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
     target = raw / "Dataset807_ACDCSimScribble"
-    result = simulate_scribbles_dataset(dense_ds, str(target), seed=0, verbose=False)
+    result = simulate_scribbles_dataset(dense_ds, str(target), seed=0, verbose=False, preprocessed=str(pre))
     cases = _cases()
     assert sorted(result["per_case"]) == cases
     assert 0.0 < result["mean"] < 1.0

@@ -29,6 +29,7 @@ from nnunet_weak.annotation.points import DEFAULT_MARGIN_MM, simulate_points, wr
 from nnunet_weak.annotation.scribbles import simulate_scribbles
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
 from nnunet_weak.annotation.seed_recipes import POINT_RECIPES
+from nnunet_weak.utilities.env import preprocessed_from_env
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -39,6 +40,9 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("target", help="new dataset: folder, or DatasetNNN_Name under $nnUNet_raw")
     parser.add_argument(OVERWRITE_FLAG, dest="overwrite", action="store_true",
                         help="replace the outputs of an earlier run in the target folder")
+    parser.add_argument("--preprocessed", default=preprocessed_from_env(), metavar="FOLDER",
+                        help="nnUNet_preprocessed folder that also gets the new dataset's splits_final.json "
+                             "(default: $nnUNet_preprocessed; unset: the target folder only)")
     return parser
 
 
@@ -54,7 +58,7 @@ def _require_dense(source: SourceDataset, what: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ scribbles
 def simulate_scribbles_dataset(source: str, target: str, seed: int = 0, overwrite: bool = False, thickness: int = 3,
-                               axis: int = 0, verbose: bool = True) -> dict:
+                               axis: int = 0, verbose: bool = True, preprocessed: Optional[str] = None) -> dict:
     """Write ``target``, a copy of the dense dataset folder ``source`` whose labelsTr hold simulated scribbles
     (each case from its own generator seeded by (seed, case id)). Returns :func:`derive_dataset`'s summary plus
     "mean": the labelled share of a case's voxels, averaged over cases."""
@@ -64,7 +68,7 @@ def simulate_scribbles_dataset(source: str, target: str, seed: int = 0, overwrit
     result = derive_dataset(data, os.path.abspath(target), lambda case, dense, geometry: simulate_scribbles(
         dense, ignore, case_rng(seed, case), thickness=thickness, axis=axis),
         f"Scribbles simulated from {os.path.basename(data.folder)} (seed {seed}, thickness {thickness}, axis "
-        f"{axis}; ScribbleBench-style).", overwrite, verbose=verbose)
+        f"{axis}; ScribbleBench-style).", overwrite, verbose=verbose, preprocessed=preprocessed)
     return {**result, "mean": float(np.mean(list(result["per_case"].values())))}
 
 
@@ -75,7 +79,7 @@ def simulate_scribbles_main(argv=None) -> int:
     parser.add_argument("--axis", type=int, default=0, help="array axis (z, y, x) to slice along")
     args = parser.parse_args(argv)
     simulate_scribbles_dataset(resolve_dataset(args.source), resolve_target(args.target), args.seed, args.overwrite,
-                               args.thickness, args.axis)
+                               args.thickness, args.axis, preprocessed=args.preprocessed)
     return 0
 
 
@@ -105,7 +109,8 @@ def sparse_slices_main(argv=None) -> int:
     derive_dataset(source, target, lambda case, dense, geometry: sparse_slices(dense, ignore, args.every, args.axis,
                                                                               args.offset),
                    f"Dense labels of {os.path.basename(source.folder)} on every {args.every}. slice along axis "
-                   f"{args.axis} (offset {args.offset}), the rest ignore.", args.overwrite)
+                   f"{args.axis} (offset {args.offset}), the rest ignore.", args.overwrite,
+                   preprocessed=args.preprocessed)
     return 0
 
 
@@ -173,7 +178,8 @@ def _keep_labels_main(argv, description: str, kind: str) -> int:
     result = derive_dataset(source, target, make,
                             f"Labels of {os.path.basename(source.folder)} kept for {len(labelled)} of "
                             f"{len(source.cases)} cases, the others all ignore (unlabelled).", args.overwrite,
-                            splits=splits_validating_on(labelled, source), extra_outputs=record)
+                            splits=splits_validating_on(labelled, source), extra_outputs=record,
+                            preprocessed=args.preprocessed)
     print(f"labelled cases ({len(labelled)}): {', '.join(labelled)}; unlabelled: "
           f"{result['cases'] - len(labelled)}")
     return 0
@@ -226,7 +232,8 @@ def add_ignore_main(argv=None) -> int:
         return np.where(mask != 0, labels, ignore)
     what = f"value {args.value}" if args.value is not None else "outside the masks"
     derive_dataset(source, target, make, f"'Not annotated' ({what}) rewritten to nnU-Net's ignore label {ignore}.",
-                   args.overwrite, classes=classes, read_max=read_max, keep_dense=False)
+                   args.overwrite, classes=classes, read_max=read_max, keep_dense=False,
+                   preprocessed=args.preprocessed)
     return 0
 
 
@@ -267,6 +274,7 @@ def simulate_points_main(argv=None) -> int:
                      {"recipe": args.recipe, "threshold": args.threshold, "margin_mm": args.margin_mm})
     derive_dataset(source, target, make, f"PA-Seg points simulated from {os.path.basename(source.folder)}, expanded "
                                          f"by the geodesic distance (recipe {args.recipe}, threshold "
-                                         f"{args.threshold}).", args.overwrite, extra_outputs=write_points_and_report)
+                                         f"{args.threshold}).", args.overwrite, extra_outputs=write_points_and_report,
+                   preprocessed=args.preprocessed)
     print("expanded seeds against the dense labels:\n" + report.table())
     return 0

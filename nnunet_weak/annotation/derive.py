@@ -125,14 +125,15 @@ def read_source(folder: str) -> SourceDataset:
 def derive_dataset(source: SourceDataset, target: str, make_label: Callable[[str, np.ndarray, Geometry], np.ndarray],
                    note: str, overwrite: bool = False, splits: Optional[Sequence[dict]] = None,
                    verbose: bool = True, classes: Optional[Dict[str, int]] = None, read_max: Optional[int] = None,
-                   keep_dense: bool = True, extra_outputs: Optional[Callable[[str], None]] = None) -> dict:
+                   keep_dense: bool = True, extra_outputs: Optional[Callable[[str], None]] = None,
+                   preprocessed: Optional[str] = None) -> dict:
     """Write ``target`` (module docstring). ``make_label(case, labels, geometry)`` gets the source label map
     (z, y, x) and returns the new one, with ``ignore`` (``source.ignore`` or max class + 1) for unlabelled voxels.
     ``classes``: the target's classes when they differ from the source's (then ignore = their max + 1);
     ``read_max``: the highest value the source label files may hold (default: ignore); ``keep_dense=False`` for
     a source whose labels are not a dense reference (nothing goes to ``labelsTr_dense``); ``extra_outputs(folder)``
     writes a command's own files (points, reports) into the staged dataset, so they move in and are recorded with
-    the rest.
+    the rest. ``preprocessed``: the nnUNet_preprocessed folder that also gets the splits (None: only the target).
 
     Returns {"ignore", "cases", "per_class": {name: share of that class's dense voxels still labelled with it},
     "labelled_fraction": share of all voxels labelled, "per_case": {case: labelled share}}."""
@@ -146,7 +147,7 @@ def derive_dataset(source: SourceDataset, target: str, make_label: Callable[[str
     kept = {n: 0 for n in classes}
     dense_total = {n: 0 for n in classes}
     per_case, labelled, voxels = {}, 0, 0
-    with staged_dataset(target, overwrite, splits) as out:
+    with staged_dataset(target, overwrite, splits, preprocessed) as out:
         prepare_dataset_folder(out)
         for case in source.cases:
             for name in source.image_files[case]:
@@ -178,7 +179,7 @@ def derive_dataset(source: SourceDataset, target: str, make_label: Callable[[str
         with open(os.path.join(out, "dataset.json"), "w") as f:
             json.dump(new_json, f, indent=4)
         if splits is not None:
-            write_splits(out, splits, dataset_name=os.path.basename(target))
+            write_splits(out, splits, dataset_name=os.path.basename(target), preprocessed=preprocessed)
         if extra_outputs is not None:
             extra_outputs(out)
     result = {"ignore": ignore, "cases": len(source.cases), "per_case": per_case,

@@ -195,7 +195,8 @@ def add_selection_arguments(parser: argparse.ArgumentParser, official: Sequence[
 # ------------------------------------------------------------------------------------------------- ACDC (814)
 def convert_acdc_few_scribbles(source: str, nnunet_raw: str, dataset_name: str, fold: int = 0,
                                labelled: Optional[int] = None, picks: Optional[Sequence[str]] = None,
-                               seed: int = SHUFFLE_SEED, overwrite: bool = False, verbose: bool = True) -> str:
+                               seed: int = SHUFFLE_SEED, overwrite: bool = False, verbose: bool = True,
+                               preprocessed: Optional[str] = None) -> str:
     """ACDC few-scribble dataset for one fold of the WSL4MIS/PCLMix 5-fold split: the picked training frames keep
     their scribbles, the other training frames are all-ignore, the fold's validation frames keep their scribbles;
     labelsTr_dense holds every frame's dense labels. ``splits_final.json`` has ONE entry (that fold), so fold 0 of
@@ -216,7 +217,7 @@ def convert_acdc_few_scribbles(source: str, nnunet_raw: str, dataset_name: str, 
     kind = (f"scribbles (Valvano et al. 2021) of {len(selection.picks)} training frames and of the fold-{fold} "
             f"validation frames, all-ignore (unlabelled) for the other {len(selection.unlabelled)} training frames")
     folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=True, overwrite=overwrite, verbose=verbose,
-                          weak_labels=labels, kind=kind, splits=splits)
+                          weak_labels=labels, kind=kind, splits=splits, preprocessed=preprocessed)
     description = (f"ACDC cine MRI, ModelMix few-scribble setting; labelsTr: {kind}; labelsTr_dense: dense labels of "
                    f"every frame for evaluation. splits_final.json: one entry = WSL4MIS/PCLMix fold {fold} (validates "
                    f"patients {20 * fold + 1:03d}-{20 * fold + 20:03d}); train it as fold 0.")

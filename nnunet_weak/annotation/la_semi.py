@@ -126,8 +126,9 @@ def _checked_label(label: np.ndarray, image: np.ndarray, path: str) -> np.ndarra
 
 def convert_la_semi(root: str, nnunet_raw: str, n_labelled: Optional[int] = None, fraction: Optional[float] = None,
                     dataset_id: Optional[int] = None, overwrite: bool = False, reader: Reader = read_h5_case,
-                    verbose: bool = True) -> str:
-    """Convert the UA-MT LA data; ``reader(path) -> (image, label)`` in (x, y, z) order. Returns the dataset folder."""
+                    verbose: bool = True, preprocessed: Optional[str] = None) -> str:
+    """Convert the UA-MT LA data; ``reader(path) -> (image, label)`` in (x, y, z) order; ``preprocessed``: the
+    nnUNet_preprocessed folder that also gets the splits. Returns the dataset folder."""
     data = find_la_root(root)
     train = read_case_list(os.path.join(data, "train.list"))
     test = read_case_list(os.path.join(data, "test.list"))
@@ -143,7 +144,7 @@ def convert_la_semi(root: str, nnunet_raw: str, n_labelled: Optional[int] = None
         if not os.path.isfile(os.path.join(data, TRAINING_FOLDER, case, CASE_FILE)):
             raise NNWError(f"{os.path.join(data, TRAINING_FOLDER, case, CASE_FILE)} is missing (listed in "
                            f"{'train' if case in train else 'test'}.list).")
-    with staged_dataset(target, overwrite, splits) as out:
+    with staged_dataset(target, overwrite, splits, preprocessed) as out:
         prepare_dataset_folder(out, test_set=True)
         os.makedirs(os.path.join(out, "labelsTs"), exist_ok=True)
 
@@ -167,7 +168,7 @@ def convert_la_semi(root: str, nnunet_raw: str, n_labelled: Optional[int] = None
                                        f"rest all-ignore; {len(test)} test cases in imagesTs / labelsTs; "
                                        f"{DENSE_FOLDER}: dense labels of the training cases for evaluation.",
                            labelled_cases=labelled, test_cases=test)
-        write_splits(out, splits, dataset_name=name)
+        write_splits(out, splits, dataset_name=name, preprocessed=preprocessed)
     if verbose:
         print(f"wrote {len(train)} training ({n} labelled) and {len(test)} test cases to {target}")
     return target
@@ -188,4 +189,4 @@ def main(argv: Optional[Sequence[str]] = None, description: str = "") -> str:
     la_parser_arguments(parser)
     args = parser.parse_args(argv)
     return convert_la_semi(args.source, args.nnunet_raw, n_labelled=args.labelled, fraction=args.labelled_fraction,
-                           dataset_id=args.dataset_id, overwrite=args.overwrite)
+                           dataset_id=args.dataset_id, overwrite=args.overwrite, preprocessed=args.preprocessed)

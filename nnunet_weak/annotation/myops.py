@@ -144,7 +144,8 @@ def _image_folder(source: str) -> str:
 # -------------------------------------------------------------------------------------------------- convert
 def convert_myops(source: str, nnunet_raw: str, dataset_name: str, scribbles: Optional[str] = None,
                   test: Optional[str] = None, labelled: Optional[int] = None, picks: Optional[Sequence[str]] = None,
-                  seed: int = SHUFFLE_SEED, overwrite: bool = False, verbose: bool = True) -> str:
+                  seed: int = SHUFFLE_SEED, overwrite: bool = False, verbose: bool = True,
+                  preprocessed: Optional[str] = None) -> str:
     """Write ``nnunet_raw/dataset_name`` from MyoPS 2020 images and ModelMix labels (see the module docstring);
     ``labelled``/``picks`` switch on the few-scribble setting. Returns the dataset folder."""
     images = find_channel_images(_image_folder(source))
@@ -176,7 +177,7 @@ def convert_myops(source: str, nnunet_raw: str, dataset_name: str, scribbles: Op
                                          seed=seed)
     splits = [{"train": train, "val": val}]
     target = os.path.join(nnunet_raw, dataset_name)
-    with staged_dataset(target, overwrite, splits) as out:
+    with staged_dataset(target, overwrite, splits, preprocessed) as out:
         prepare_dataset_folder(out, test_set=bool(test_images))
         for case in sorted(images):
             for k, path in enumerate(images[case]):
@@ -199,7 +200,7 @@ def convert_myops(source: str, nnunet_raw: str, dataset_name: str, scribbles: Op
         write_dataset_json(out, MYOPS_LABELS, len(images), name=dataset_name, description=description,
                            channel_names={str(k): c for k, c in enumerate(CHANNELS)}, scribble_cases=train,
                            dense_cases=val, test_cases=sorted(test_images), evaluation_regions=EVALUATION_REGIONS)
-        write_splits(out, splits, dataset_name=dataset_name)
+        write_splits(out, splits, dataset_name=dataset_name, preprocessed=preprocessed)
     if selection is not None:
         record_selection(target, selection, verbose=verbose)
     else:

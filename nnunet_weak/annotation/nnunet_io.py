@@ -22,6 +22,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_weak.utilities.env import preprocessed_from_env
 from nnunet_weak.utilities.errors import NNWError
 
 OVERWRITE_FLAG = "--overwrite"
@@ -39,13 +40,14 @@ ACDC_PATIENTS_PER_FOLD = 20
 # ------------------------------------------------------------------------------------------------------ CLI
 def acdc_entry_points(dataset_name: str, scribbles: bool, description: str):
     """``(convert, main)`` of the plain ACDC dataset modules (Dataset801 scribbles, Dataset802 dense labels)."""
-    def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True) -> str:
+    def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True,
+                preprocessed: Optional[str] = None) -> str:
         return convert_acdc(source, nnunet_raw, dataset_name, scribbles=scribbles, overwrite=overwrite,
-                            verbose=verbose)
+                            verbose=verbose, preprocessed=preprocessed)
 
     def main(argv=None) -> str:
         args = conversion_parser(description, "ACDC folder containing training/").parse_args(argv)
-        return convert(args.source, args.nnunet_raw, overwrite=args.overwrite)
+        return convert(args.source, args.nnunet_raw, overwrite=args.overwrite, preprocessed=args.preprocessed)
 
     convert.__doc__ = (f"Convert ACDC ({'scribble' if scribbles else 'dense'} labels) into "
                        f"``nnunet_raw/{dataset_name}``; returns that folder.")
@@ -53,12 +55,15 @@ def acdc_entry_points(dataset_name: str, scribbles: bool, description: str):
 
 
 def conversion_parser(description: str, source_help: str) -> argparse.ArgumentParser:
-    """Command line shared by the conversion scripts: ``SOURCE NNUNET_RAW [--overwrite]``."""
+    """Command line shared by the conversion scripts: ``SOURCE NNUNET_RAW [--overwrite] [--preprocessed FOLDER]``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("source", help=source_help)
     parser.add_argument("nnunet_raw", help="nnUNet_raw folder to write the dataset into (created if missing)")
     parser.add_argument(OVERWRITE_FLAG, dest="overwrite", action="store_true",
                         help="replace the outputs of an earlier conversion in the dataset folder")
+    parser.add_argument("--preprocessed", default=preprocessed_from_env(), metavar="FOLDER",
+                        help="nnUNet_preprocessed folder that also gets the dataset's splits_final.json "
+                             "(default: $nnUNet_preprocessed; unset: the raw folder only)")
     return parser
 
 
@@ -226,18 +231,19 @@ def _move_outputs(staging: str, target: str) -> None:
 
 
 @contextlib.contextmanager
-def staged_dataset(target: str, overwrite: bool, splits: Optional[Sequence[dict]] = None):
+def staged_dataset(target: str, overwrite: bool, splits: Optional[Sequence[dict]] = None,
+                   preprocessed: Optional[str] = None):
     """Yield a new folder beside ``target`` for a conversion to write the whole dataset into.
 
     Before anything is written: refuses a non-empty ``target`` without ``overwrite`` and, given the ``splits``
-    the conversion will write, preprocessed splits it may not replace (:func:`check_splits_writable`). Nothing in
+    the conversion will write, splits in ``preprocessed`` it may not replace (:func:`check_splits_writable`). Nothing in
     ``target`` changes until the block completes: a bad case found half-way leaves the earlier dataset as it was.
     Then the files of the previous conversion (listed in ``target``'s manifest) are replaced by the new ones;
     files the user added stay.
     """
     check_target_folder(target, overwrite)
     if splits is not None:
-        check_splits_writable(target, splits, overwrite)
+        check_splits_writable(target, splits, overwrite, preprocessed)
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.partial-", dir=parent)
@@ -275,11 +281,10 @@ def write_dataset_json(folder: str, labels: Dict[str, int], num_training: int, n
 
 
 # --------------------------------------------------------------------------------------------------- splits
-def _preprocessed_splits_path(dataset_name: str) -> Optional[str]:
-    root = os.environ.get("nnUNet_preprocessed", "").strip()
-    if not root:
+def _preprocessed_splits_path(dataset_name: str, preprocessed: Optional[str]) -> Optional[str]:
+    if not preprocessed:
         return None
-    return os.path.join(root, dataset_name, SPLITS_FILE)
+    return os.path.join(preprocessed, dataset_name, SPLITS_FILE)
 
 
 def _normalise_splits(splits: Sequence[dict]) -> List[dict]:
@@ -294,11 +299,12 @@ def _read_json(path: str):
         return None
 
 
-def check_splits_writable(dataset_folder: str, splits: Sequence[dict], overwrite: bool) -> None:
-    """Refuse when ``$nnUNet_preprocessed/<dataset>/splits_final.json`` holds other splits, unless a conversion
-    wrote them (they equal the dataset folder's own ``splits_final.json``) and ``overwrite`` is given: a user's
-    own splits there are never replaced."""
-    path = _preprocessed_splits_path(os.path.basename(os.path.normpath(dataset_folder)))
+def check_splits_writable(dataset_folder: str, splits: Sequence[dict], overwrite: bool,
+                          preprocessed: Optional[str] = None) -> None:
+    """Refuse when ``preprocessed/<dataset>/splits_final.json`` holds other splits, unless a conversion wrote them
+    (they equal the dataset folder's own ``splits_final.json``) and ``overwrite`` is given: a user's own splits
+    there are never replaced. ``preprocessed``: the nnUNet_preprocessed folder, or None (nothing to check)."""
+    path = _preprocessed_splits_path(os.path.basename(os.path.normpath(dataset_folder)), preprocessed)
     if path is None or not os.path.isfile(path):
         return
     existing = _read_json(path)
@@ -314,14 +320,15 @@ def check_splits_writable(dataset_folder: str, splits: Sequence[dict], overwrite
                        f"(or delete it).")
 
 
-def write_splits(dataset_folder: str, splits: Sequence[dict], dataset_name: Optional[str] = None) -> List[str]:
-    """Write ``splits_final.json`` into ``dataset_folder`` and, if ``nnUNet_preprocessed`` is set, into
-    ``$nnUNet_preprocessed/<dataset_name>/`` (default: the folder's name; pass the target's name when writing into
-    a staging folder). Returns the paths written."""
+def write_splits(dataset_folder: str, splits: Sequence[dict], dataset_name: Optional[str] = None,
+                 preprocessed: Optional[str] = None) -> List[str]:
+    """Write ``splits_final.json`` into ``dataset_folder`` and, given the nnUNet_preprocessed folder
+    ``preprocessed``, into ``preprocessed/<dataset_name>/`` (default: the folder's name; pass the target's name when
+    writing into a staging folder). Returns the paths written."""
     splits = _normalise_splits(splits)
     name = dataset_name or os.path.basename(os.path.normpath(dataset_folder))
     paths = [os.path.join(dataset_folder, SPLITS_FILE)]
-    extra = _preprocessed_splits_path(name)
+    extra = _preprocessed_splits_path(name, preprocessed)
     if extra is not None:
         os.makedirs(os.path.dirname(extra), exist_ok=True)
         paths.append(extra)
@@ -417,18 +424,19 @@ def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: boo
                  verbose: bool = True,
                  weak_labels: Optional[Callable[[AcdcFrame, sitk.Image, np.ndarray], np.ndarray]] = None,
                  kind: Optional[str] = None, splits: Optional[List[dict]] = None, description: Optional[str] = None,
-                 dataset_json_extra: Optional[dict] = None) -> str:
+                 dataset_json_extra: Optional[dict] = None, preprocessed: Optional[str] = None) -> str:
     """Convert every ACDC frame into ``nnunet_raw/dataset_name``; shared by Dataset801 (``scribbles=True``:
     labelsTr = scribbles, ignore 4), Dataset802 (``scribbles=False``: labelsTr = dense gt) and Dataset804
     (``weak_labels``: a function (frame, image, dense gt (z, y, x)) -> labelsTr array with ignore 4, e.g. expanded
     points; ``kind`` describes it in dataset.json). All keep the dense gt in labelsTr_dense and write the 5-fold
     WSL4MIS/PCLMix splits unless ``splits`` are given; ``description`` and ``dataset_json_extra`` replace and extend
-    dataset.json's defaults. Returns the dataset folder."""
+    dataset.json's defaults; ``preprocessed``: nnUNet_preprocessed folder that also gets the splits. Returns the
+    dataset folder."""
     frames = find_acdc_frames(source, scribbles=scribbles)
     target = os.path.join(nnunet_raw, dataset_name)
     splits = acdc_five_fold_splits(f.case for f in frames) if splits is None else splits
     geometry_fixed = 0
-    with staged_dataset(target, overwrite, splits) as out:
+    with staged_dataset(target, overwrite, splits, preprocessed) as out:
         prepare_dataset_folder(out)
         for frame in frames:
             image = copy_image(frame.image, os.path.join(out, "imagesTr", f"{frame.case}_0000.nii.gz"))
@@ -457,7 +465,7 @@ def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: boo
                            f"ACDC cine MRI, ED and ES frames of {len({f.patient for f in frames})} patients; labelsTr: "
                            f"{kind}; {DENSE_FOLDER}: dense labels for evaluation. Splits: WSL4MIS/PCLMix 5 folds "
                            f"(fold k validates patients 20k+1..20k+20).", **(dataset_json_extra or {}))
-        write_splits(out, splits, dataset_name=dataset_name)
+        write_splits(out, splits, dataset_name=dataset_name, preprocessed=preprocessed)
     if verbose:
         if geometry_fixed:
             print(f"{geometry_fixed} frame(s) had label geometry differing from the image; labels were written "

@@ -253,7 +253,7 @@ def convert_paseg_dataset(cases: Sequence[PasegCase], phases: Dict[str, str], sp
                           dataset_name: str, *, channel_name: str, gt_max_value: int, description: str,
                           options: PointOptions = PointOptions(), background_at_min_intensity: bool = False,
                           crop_size: Optional[Sequence[int]] = None, overwrite: bool = False,
-                          verbose: bool = True) -> str:
+                          verbose: bool = True, preprocessed: Optional[str] = None) -> str:
     """Write ``nnunet_raw/dataset_name`` (layout in the module docstring) and return its folder.
 
     ``phases``: {case id: training / validation / inference}, every id one of ``cases``; tumour = gt > 0 with gt
@@ -274,7 +274,7 @@ def convert_paseg_dataset(cases: Sequence[PasegCase], phases: Dict[str, str], sp
         point_files = {c: point_volume_path(options.points_dir, c) for c in labelled}
     target = os.path.join(nnunet_raw, dataset_name)
     splits = [{"train": train, "val": val}]
-    with staged_dataset(target, overwrite, splits) as out:
+    with staged_dataset(target, overwrite, splits, preprocessed) as out:
         prepare_dataset_folder(out, test_set=True)
         os.makedirs(os.path.join(out, TEST_LABELS), exist_ok=True)
 
@@ -313,7 +313,7 @@ def convert_paseg_dataset(cases: Sequence[PasegCase], phases: Dict[str, str], sp
                                        f"{DENSE_FOLDER} / {TEST_LABELS}: dense tumour masks for evaluation. Split: "
                                        f"{split_source}.",
                            numTest=len(test))
-        write_splits(out, splits, dataset_name=dataset_name)
+        write_splits(out, splits, dataset_name=dataset_name, preprocessed=preprocessed)
         report.write(os.path.join(out, "seed_quality.csv"), os.path.join(out, "seed_quality.json"), meta)
     if verbose:
         print(f"wrote {len(train)} training + {len(val)} validation cases to imagesTr and {len(test)} test cases "

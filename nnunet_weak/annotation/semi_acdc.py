@@ -17,7 +17,7 @@ labels 0-3 with ignore = 4, ``labelsTr_dense`` with every frame's dense labels f
 it; predicting a fold's whole block and scoring against it gives a 20-patient test). ``dataset.json`` lists the
 labelled patients.
 """
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -58,9 +58,10 @@ def acdc_semi_splits(cases: Iterable[str], labelled_patients: Iterable[int]) -> 
 
 
 def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction: float, seed: int = DEFAULT_SEED,
-                      overwrite: bool = False, verbose: bool = True) -> str:
+                      overwrite: bool = False, verbose: bool = True, preprocessed: Optional[str] = None) -> str:
     """Write ``nnunet_raw/dataset_name`` with dense labels for the labelled patients and all-ignore maps for the
-    others, plus the semi-supervised splits; returns the dataset folder."""
+    others, plus the semi-supervised splits (also into ``preprocessed``, the nnUNet_preprocessed folder, if given);
+    returns the dataset folder."""
     frames = find_acdc_frames(source, scribbles=False)
     patients = sorted({f.patient for f in frames})
     labelled = acdc_labelled_patients(patients, fraction, seed)
@@ -78,7 +79,7 @@ def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction:
         f"20k+1..20k+20 and validates on that block's labelled patients only.")
     folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=False, overwrite=overwrite, verbose=verbose,
                           weak_labels=labels, kind=kind, splits=splits, description=description,
-                          dataset_json_extra={"labelled_fraction": fraction, "labelled_seed": seed,
+                          preprocessed=preprocessed, dataset_json_extra={"labelled_fraction": fraction, "labelled_seed": seed,
                                               "labelled_patients": labelled})
     if verbose:
         print(f"labelled patients ({len(labelled)}): {labelled}")
@@ -97,8 +98,10 @@ def labelled_fraction_per_fold(splits: Sequence[dict], labelled_patients: Iterab
 
 def semi_entry_points(dataset_name: str, fraction: float, description: str):
     """``(convert, main)`` of one semi-supervised ACDC dataset module (Dataset805 / 806)."""
-    def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True) -> str:
-        return convert_acdc_semi(source, nnunet_raw, dataset_name, fraction, overwrite=overwrite, verbose=verbose)
+    def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True,
+                preprocessed: Optional[str] = None) -> str:
+        return convert_acdc_semi(source, nnunet_raw, dataset_name, fraction, overwrite=overwrite, verbose=verbose,
+                                 preprocessed=preprocessed)
 
     def main(argv=None) -> str:
         return semi_main(dataset_name, fraction, description, argv)
@@ -115,4 +118,4 @@ def semi_main(dataset_name: str, fraction: float, description: str, argv=None) -
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the labelled-patient pick")
     args = parser.parse_args(argv)
     return convert_acdc_semi(args.source, args.nnunet_raw, dataset_name, fraction, seed=args.seed,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, preprocessed=args.preprocessed)

@@ -85,7 +85,8 @@ def find_cases(source: str) -> Tuple[List[Tuple[str, str, str]], List[Tuple[str,
 
 def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optional[str] = None,
             verbose: bool = True, dataset_name: str = DATASET_NAME,
-            train_labels: Optional[Callable[[str, np.ndarray], np.ndarray]] = None) -> str:
+            train_labels: Optional[Callable[[str, np.ndarray], np.ndarray]] = None,
+            preprocessed: Optional[str] = None) -> str:
     """Convert MSCMRseg into ``nnunet_raw/<dataset_name>`` (default Dataset803_MSCMRScribble); returns that folder.
 
     ``train_labels(case, scribbles)`` (hook, e.g. Dataset809's few-scribble setting) returns the labelsTr array of
@@ -96,7 +97,7 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optiona
     train_ids, val_ids = [c for c, _, _ in train], [c for c, _, _ in val]
     target = os.path.join(nnunet_raw, dataset_name)
     splits = [{"train": sorted(train_ids), "val": sorted(val_ids)}]
-    with staged_dataset(target, overwrite, splits) as out:
+    with staged_dataset(target, overwrite, splits, preprocessed) as out:
         prepare_dataset_folder(out, test_set=bool(test_pairs))
 
         for (case, image_path, label_path), dense in [(p, False) for p in train] + [(p, True) for p in val]:
@@ -120,7 +121,7 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optiona
                            description=f"MS-CMRSeg 2019 LGE MRI: {len(train)} train subjects with scribbles, "
                                        f"{len(val)} val subjects with dense labels (fold 0 validation); "
                                        f"{DENSE_FOLDER}: dense labels of the val subjects for evaluation.")
-        write_splits(out, splits, dataset_name=dataset_name)
+        write_splits(out, splits, dataset_name=dataset_name, preprocessed=preprocessed)
     if verbose:
         print(f"wrote {len(train) + len(val)} training and {len(test_pairs)} test cases to {target}")
     return target
@@ -131,7 +132,7 @@ def main(argv=None) -> None:
     parser.add_argument("--test", default=None, metavar="FOLDER",
                         help="test set folder with images/ (and optionally labels/) -> imagesTs (labelsTs)")
     args = parser.parse_args(argv)
-    convert(args.source, args.nnunet_raw, overwrite=args.overwrite, test=args.test)
+    convert(args.source, args.nnunet_raw, overwrite=args.overwrite, test=args.test, preprocessed=args.preprocessed)
 
 
 if __name__ == "__main__":

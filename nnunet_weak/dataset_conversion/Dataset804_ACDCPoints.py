@@ -38,7 +38,7 @@ DATASET_NAME = "Dataset804_ACDCPoints"
 
 def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool = True,
             margin_mm: float = DEFAULT_MARGIN_MM, jitter: int = 0, seed: int = 0,
-            recipe: str = DEFAULT_RECIPE) -> str:
+            recipe: str = DEFAULT_RECIPE, preprocessed=None) -> str:
     """Convert ACDC (expanded point labels) into ``nnunet_raw/Dataset804_ACDCPoints``; returns that folder."""
     target = os.path.join(nnunet_raw, DATASET_NAME)
     classes = {v: k for k, v in CARDIAC_LABELS.items()}  # background included: its precision matters too
@@ -61,7 +61,7 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, verbose: bool
         return labels
 
     folder = convert_acdc(source, nnunet_raw, DATASET_NAME, scribbles=False, overwrite=overwrite, verbose=verbose,
-                          weak_labels=point_labels,
+                          weak_labels=point_labels, preprocessed=preprocessed,
                           kind="PA-Seg points (7 per target, simulated from the dense labels) expanded by a "
                                "geodesic distance (GeodisTK raster scan, lambda 0.5, 4 iterations; recipe "
                                f"{recipe}: {RECIPES[recipe]['description']})")
@@ -79,7 +79,7 @@ def main(argv=None) -> None:
                         help="seed expansion (module docstring); 'paseg' is PA-Seg's own")
     args = parser.parse_args(argv)
     convert(args.source, args.nnunet_raw, overwrite=args.overwrite, margin_mm=args.margin_mm, jitter=args.jitter,
-            seed=args.seed, recipe=args.recipe)
+            seed=args.seed, recipe=args.recipe, preprocessed=args.preprocessed)
 
 
 if __name__ == "__main__":

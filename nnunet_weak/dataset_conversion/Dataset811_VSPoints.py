@@ -58,7 +58,8 @@ def find_vs_cases(source: str, cases) -> list:
 
 
 def convert(source: str, nnunet_raw: str, split: str = None, overwrite: bool = False, verbose: bool = True,
-            options: PointOptions = PointOptions(), crop_gt_centred: bool = False, crop_size=VS_CROP_SIZE) -> str:
+            options: PointOptions = PointOptions(), crop_gt_centred: bool = False, crop_size=VS_CROP_SIZE,
+            preprocessed=None) -> str:
     """Convert VS (T2, expanded point labels) into ``nnunet_raw/Dataset811_VSPoints``; returns that folder.
     ``crop_size`` (z, y, x) is the window of ``crop_gt_centred`` (PA-Seg: 48, 128, 128)."""
     split = split or os.path.join(source, SPLIT_FILE)
@@ -70,7 +71,7 @@ def convert(source: str, nnunet_raw: str, split: str = None, overwrite: bool = F
                     + (f", GT-centred {'x'.join(map(str, crop_size[::-1]))} (x, y, z) crop as in PA-Seg."
                        if crop_gt_centred else ", full volumes."),
         options=options, crop_size=tuple(crop_size) if crop_gt_centred else None, overwrite=overwrite,
-        verbose=verbose)
+        verbose=verbose, preprocessed=preprocessed)
 
 
 def main(argv=None) -> None:
@@ -83,7 +84,7 @@ def main(argv=None) -> None:
                              "tumour; needed for the official point files; off = full volumes (no GT leak)")
     args = parser.parse_args(argv)
     convert(args.source, args.nnunet_raw, split=args.split, overwrite=args.overwrite, options=point_options(args),
-            crop_gt_centred=args.crop_gt_centred)
+            crop_gt_centred=args.crop_gt_centred, preprocessed=args.preprocessed)
 
 
 if __name__ == "__main__":

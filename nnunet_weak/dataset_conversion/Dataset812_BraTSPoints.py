@@ -73,7 +73,7 @@ def find_brats_cases(source: str) -> list:
 
 
 def convert(source: str, nnunet_raw: str, split: str = None, overwrite: bool = False, verbose: bool = True,
-            options: PointOptions = PointOptions()) -> str:
+            options: PointOptions = PointOptions(), preprocessed=None) -> str:
     """Convert BraTS 2019 (FLAIR, whole tumour, expanded point labels) into ``nnunet_raw/Dataset812_BraTSPoints``;
     returns that folder."""
     cases = find_brats_cases(source)
@@ -88,7 +88,7 @@ def convert(source: str, nnunet_raw: str, split: str = None, overwrite: bool = F
     return convert_paseg_dataset(
         cases, phases, split_source, nnunet_raw, DATASET_NAME, channel_name="FLAIR", gt_max_value=4,
         description="BraTS 2019 training release, FLAIR only, whole tumour (seg > 0).", options=options,
-        background_at_min_intensity=True, overwrite=overwrite, verbose=verbose)
+        background_at_min_intensity=True, overwrite=overwrite, verbose=verbose, preprocessed=preprocessed)
 
 
 def main(argv=None) -> None:
@@ -98,7 +98,8 @@ def main(argv=None) -> None:
                              "deterministic MD5-ordered split in PA-Seg's proportions")
     add_point_arguments(parser)
     args = parser.parse_args(argv)
-    convert(args.source, args.nnunet_raw, split=args.split, overwrite=args.overwrite, options=point_options(args))
+    convert(args.source, args.nnunet_raw, split=args.split, overwrite=args.overwrite, options=point_options(args),
+            preprocessed=args.preprocessed)
 
 
 if __name__ == "__main__":

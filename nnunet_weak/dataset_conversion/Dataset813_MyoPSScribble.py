@@ -25,10 +25,10 @@ DATASET_NAME = "Dataset813_MyoPSScribble"
 
 
 def convert(source: str, nnunet_raw: str, overwrite: bool = False, scribbles=None, test=None, labelled=None,
-            picks=None, seed: int = SHUFFLE_SEED, verbose: bool = True) -> str:
+            picks=None, seed: int = SHUFFLE_SEED, verbose: bool = True, preprocessed=None) -> str:
     """Convert MyoPS 2020 + ModelMix scribbles into ``nnunet_raw/Dataset813_MyoPSScribble``; returns that folder."""
     return convert_myops(source, nnunet_raw, DATASET_NAME, scribbles=scribbles, test=test, labelled=labelled,
-                         picks=picks, seed=seed, overwrite=overwrite, verbose=verbose)
+                         picks=picks, seed=seed, overwrite=overwrite, verbose=verbose, preprocessed=preprocessed)
 
 
 def main(argv=None) -> str:
@@ -43,7 +43,7 @@ def main(argv=None) -> str:
                                          f"unlabelled (default: all scribble subjects keep theirs)")
     args = parser.parse_args(argv)
     return convert(args.source, args.nnunet_raw, overwrite=args.overwrite, scribbles=args.scribbles, test=args.test,
-                   labelled=args.labelled, picks=parse_picks(args.picks))
+                   labelled=args.labelled, picks=parse_picks(args.picks), preprocessed=args.preprocessed)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ DATASET_NAME = "Dataset814_ACDCFewScribble"
 
 
 def convert(source: str, nnunet_raw: str, fold: int = 0, labelled=None, picks=None, seed: int = SHUFFLE_SEED,
-            overwrite: bool = False, verbose: bool = True) -> str:
+            overwrite: bool = False, verbose: bool = True, preprocessed=None) -> str:
     """Convert ACDC (few scribbles, one fold) into ``nnunet_raw/Dataset814_ACDCFewScribble``; returns that folder."""
     return convert_acdc_few_scribbles(source, nnunet_raw, DATASET_NAME, fold=fold, labelled=labelled, picks=picks,
-                                      seed=seed, overwrite=overwrite, verbose=verbose)
+                                      seed=seed, overwrite=overwrite, verbose=verbose, preprocessed=preprocessed)
 
 
 def main(argv=None) -> str:
@@ -41,7 +41,7 @@ def main(argv=None) -> str:
     add_selection_arguments(parser, OFFICIAL_PICKS["ACDC"])
     args = parser.parse_args(argv)
     return convert(args.source, args.nnunet_raw, fold=args.fold, labelled=args.labelled,
-                   picks=parse_picks(args.picks), overwrite=args.overwrite)
+                   picks=parse_picks(args.picks), overwrite=args.overwrite, preprocessed=args.preprocessed)
 
 
 if __name__ == "__main__":

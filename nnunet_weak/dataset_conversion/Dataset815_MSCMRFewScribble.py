@@ -27,13 +27,13 @@ DATASET_NAME = "Dataset815_MSCMRFewScribble"
 
 def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optional[str] = None,
             labelled: Optional[int] = None, picks: Optional[Sequence[str]] = None, seed: int = SHUFFLE_SEED,
-            verbose: bool = True) -> str:
+            verbose: bool = True, preprocessed: Optional[str] = None) -> str:
     """Convert MSCMRseg (few scribbles) into ``nnunet_raw/Dataset815_MSCMRFewScribble``; returns that folder."""
     train, val = mscmr.find_cases(source)
     selection = select_few_scribbles([c for c, _, _ in train], [c for c, _, _ in val], OFFICIAL_PICKS["MSCMR"],
                                      labelled=labelled, picks=picks, seed=seed)
     folder = mscmr.convert(source, nnunet_raw, overwrite=overwrite, test=test, verbose=verbose,
-                           dataset_name=DATASET_NAME,
+                           dataset_name=DATASET_NAME, preprocessed=preprocessed,
                            train_labels=lambda case, labels: selection.labels_for(case, labels, CARDIAC_IGNORE))
     description = (f"MS-CMRSeg 2019 LGE MRI, ModelMix few-scribble setting: {len(selection.picks)} train subjects "
                    f"with scribbles, {len(selection.unlabelled)} unlabelled (all-ignore), {len(val)} val subjects "
@@ -49,7 +49,7 @@ def main(argv=None) -> str:
     add_selection_arguments(parser, OFFICIAL_PICKS["MSCMR"])
     args = parser.parse_args(argv)
     return convert(args.source, args.nnunet_raw, overwrite=args.overwrite, test=args.test, labelled=args.labelled,
-                   picks=parse_picks(args.picks))
+                   picks=parse_picks(args.picks), preprocessed=args.preprocessed)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,8 @@ def require_env(name: str, purpose: str) -> str:
         raise NNWError(f"environment variable {name} is not set; it is needed {purpose}. "
                        f"Set it, e.g. `export {name}=/path/to/{name}` (see nnU-Net's setting_up_paths.md).")
     return value
+
+
+def preprocessed_from_env() -> Optional[str]:
+    """``$nnUNet_preprocessed`` or None: read by command-line entry points only, which pass it on as an argument."""
+    return os.environ.get("nnUNet_preprocessed", "").strip() or None
