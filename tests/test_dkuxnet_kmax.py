@@ -519,3 +519,25 @@ def test_kmax_head_on_residual_encoder_plans(use_env):
     cm.configuration["architecture"]["network_class_name"] = "some.module.OtherUNet"
     with pytest.raises(NNWError, match="PlainConvUNet and ResidualEncoderUNet"):
         trainer.build_network_architecture(trainer.plans_manager, cm, 1, 4, True)
+
+
+def test_own_networks_compile_only_when_asked(monkeypatch):
+    """kMaX / DKUXNet: nnU-Net compiles by default on CUDA; these networks only with nnUNet_compile set, and then
+    nnU-Net still decides (device, DDP)."""
+    from nnunet_weak.training.own_network import ExplicitCompile
+
+    class Stock:
+        decision = True
+
+        def _do_i_compile(self):
+            return self.decision
+
+    class Own(ExplicitCompile, Stock):
+        pass
+
+    monkeypatch.delenv("nnUNet_compile", raising=False)
+    assert Own()._do_i_compile() is False
+    monkeypatch.setenv("nnUNet_compile", "t")
+    assert Own()._do_i_compile() is True
+    Stock.decision = False
+    assert Own()._do_i_compile() is False

@@ -24,12 +24,11 @@ import SimpleITK as sitk
 from nnunet_weak.annotation.derive import (SourceDataset, case_rng, derive_dataset, read_source, resolve_dataset,
                                            resolve_target)
 from nnunet_weak.annotation.geodesic import DEFAULT_THRESHOLD, expand_points
-from nnunet_weak.annotation.nnunet_io import OVERWRITE_FLAG, read_image
+from nnunet_weak.annotation.nnunet_io import add_output_arguments, read_image
 from nnunet_weak.annotation.points import DEFAULT_MARGIN_MM, simulate_points, write_points_json
 from nnunet_weak.annotation.scribbles import simulate_scribbles
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
 from nnunet_weak.annotation.seed_recipes import POINT_RECIPES
-from nnunet_weak.utilities.env import preprocessed_from_env
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -38,11 +37,7 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("source", help="nnU-Net raw dataset: folder, id or name under $nnUNet_raw")
     parser.add_argument("target", help="new dataset: folder, or DatasetNNN_Name under $nnUNet_raw")
-    parser.add_argument(OVERWRITE_FLAG, dest="overwrite", action="store_true",
-                        help="replace the outputs of an earlier run in the target folder")
-    parser.add_argument("--preprocessed", default=preprocessed_from_env(), metavar="FOLDER",
-                        help="nnUNet_preprocessed folder that also gets the new dataset's splits_final.json "
-                             "(default: $nnUNet_preprocessed; unset: the target folder only)")
+    add_output_arguments(parser)
     return parser
 
 

@@ -59,12 +59,17 @@ def conversion_parser(description: str, source_help: str) -> argparse.ArgumentPa
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("source", help=source_help)
     parser.add_argument("nnunet_raw", help="nnUNet_raw folder to write the dataset into (created if missing)")
+    add_output_arguments(parser)
+    return parser
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite`` and ``--preprocessed FOLDER``, shared by every command that writes a dataset."""
     parser.add_argument(OVERWRITE_FLAG, dest="overwrite", action="store_true",
-                        help="replace the outputs of an earlier conversion in the dataset folder")
+                        help="replace the files an earlier run of this command wrote into the dataset folder")
     parser.add_argument("--preprocessed", default=preprocessed_from_env(), metavar="FOLDER",
                         help="nnUNet_preprocessed folder that also gets the dataset's splits_final.json "
-                             "(default: $nnUNet_preprocessed; unset: the raw folder only)")
-    return parser
+                             "(default: $nnUNet_preprocessed; unset: the dataset folder only)")
 
 
 # --------------------------------------------------------------------------------------------------- images

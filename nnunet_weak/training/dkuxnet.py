@@ -40,12 +40,11 @@ from nnunet_weak.losses.query_loss import QueryLoss
 from nnunet_weak.networks.dkuxnet import PAPER_WIDTHS, build_dkuxnet, dkuxnet_strides
 from nnunet_weak.networks.kmax import group_of_class
 from nnunet_weak.networks.wrappers import unwrap
-from nnunet_weak.training.compile_policy import explicit_compile
 from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, single_scale
 from nnunet_weak.training.lr_schedule import WarmupPolyLRScheduler
+from nnunet_weak.training.own_network import ExplicitCompile, own_network
 from nnunet_weak.training.two_networks import set_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
-from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.errors import NNWError
 
 LITE_WIDTHS = dict(PAPER_WIDTHS, widths=(16, 32, 64, 128), hidden=256, num_queries=32, query_dim=64, pixel_dim=32,
@@ -57,7 +56,7 @@ def _zero_like_graph(*tensors: torch.Tensor) -> torch.Tensor:
     return sum(t.float().sum() * 0.0 for t in tensors)
 
 
-class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
+class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
     DK_KW = dict(PAPER_WIDTHS)        # network settings: widths, queries, levels, groups, norm (see DKUXNet)
     deep_supervision = False          # the paper has none; _DS adds the auxiliary heads' outputs
     labelled_fraction = 0.5           # b_l = b_u when the dataset holds unlabelled cases
@@ -96,15 +95,7 @@ class nnUNetTrainerDKUXNet(nnUNetTrainerWeakBase):
         return self.DK_KW.get("query_groups", "per_class")
 
     # ------------------------------------------------------------------ networks
-    @classmethod
-    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
-                                   num_output_channels: int, enable_deep_supervision: bool = True):
-        return cpu_bf16.install_inference_hooks(build_dkuxnet(
-            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision,
-            **cls.DK_KW))
-
-    def _do_i_compile(self):
-        return explicit_compile(super()._do_i_compile)
+    build_network_architecture = own_network(build_dkuxnet, "DK_KW")
 
     def _get_deep_supervision_scales(self):
         """Scales of [Y, aux(d1), aux(d2), aux(d3)] from the network's own strides (not the plans' stage count)."""

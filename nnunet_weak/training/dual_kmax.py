@@ -12,8 +12,10 @@ terms (nnU-Net's masked Dice + CE with deep supervision on the kMaX output + 0.5
 head, no query loss), labelled samples per step, SGD, poly schedule without warm-up and nnU-Net's 1000 epochs.
 ``_lite``: the CPU-sized head of ``nnUNetTrainerKMaX_lite``.
 """
+from nnunet_weak.networks.kmax_plainunet import build_kmax_plain_unet
 from nnunet_weak.training.dkuxnet import nnUNetTrainerDKUXNet
-from nnunet_weak.training.kmax import KMAX_HEAD, KMAX_HEAD_LITE, nnUNetTrainerKMaX
+from nnunet_weak.training.kmax import KMAX_HEAD, KMAX_HEAD_LITE
+from nnunet_weak.training.own_network import own_network
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 
 
@@ -26,7 +28,7 @@ class nnUNetTrainerDualKMaX(nnUNetTrainerDKUXNet):
     warmup_epochs = 0
     default_num_epochs = 1000
 
-    build_network_architecture = classmethod(nnUNetTrainerKMaX.build_network_architecture.__func__)
+    build_network_architecture = own_network(build_kmax_plain_unet, "KMAX_KW")
 
     def check_configuration(self) -> None:
         pass                      # the kMaX U-Net takes any plain U-Net configuration, 2D or 3D

@@ -19,10 +19,9 @@ import torch
 from nnunet_weak.losses.query_loss import QueryLoss
 from nnunet_weak.networks.kmax import group_of_class
 from nnunet_weak.networks.kmax_plainunet import LEVEL_STRIDES, build_kmax_plain_unet
-from nnunet_weak.training.compile_policy import explicit_compile
+from nnunet_weak.training.own_network import ExplicitCompile, own_network
 from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, single_scale
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
-from nnunet_weak.utilities import cpu_bf16
 
 KMAX_HEAD = dict(num_queries=128, query_dim=256, pixel_dim=64, mask_dim=64, layers_per_level=2,
                  level_strides=LEVEL_STRIDES, norm="nnunet", query_groups="per_class", num_heads=8, key_dim=128,
@@ -31,21 +30,13 @@ KMAX_HEAD_LITE = dict(KMAX_HEAD, num_queries=32, query_dim=64, pixel_dim=32, mas
                       ffn_dim=256)
 
 
-class nnUNetTrainerKMaX(nnUNetTrainerWeakBase):
+class nnUNetTrainerKMaX(ExplicitCompile, nnUNetTrainerWeakBase):
     KMAX_KW = dict(KMAX_HEAD)     # kMaX head settings (see KMaXUNet)
     conv_aux_weight = 0.5
     query_weight = 0.0
     labelled_fraction = 1.0
 
-    @classmethod
-    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
-                                   num_output_channels: int, enable_deep_supervision: bool = True):
-        return cpu_bf16.install_inference_hooks(build_kmax_plain_unet(
-            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision,
-            **cls.KMAX_KW))
-
-    def _do_i_compile(self):
-        return explicit_compile(super()._do_i_compile)
+    build_network_architecture = own_network(build_kmax_plain_unet, "KMAX_KW")
 
     def initialize(self):
         if self.was_initialized:
