@@ -216,3 +216,20 @@ def test_recipe_from_environment_is_recorded_in_debug_json(use_env, monkeypatch)
     with open(os.path.join(trainer.output_folder, "debug.json")) as f:
         debug = json.load(f)
     assert "pad_as_ignore" in debug["recipe_from_env"] and "0.5" in debug["recipe_from_env"]
+
+
+def test_loader_class_is_nnunets_again_after_get_dataloaders(use_env):
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+    from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as module
+    from nnunet_weak.data.unlabelled import nnunet_loader_class_replaced
+    trainer = make_trainer("nnUNetTrainerFewLabels")
+    trainer.initialize()
+    trainer.get_dataloaders()
+    assert module.nnUNetDataLoader is nnUNetDataLoader
+
+    def failing(stock, *args, **kwargs):
+        raise RuntimeError("bad loader")
+    with pytest.raises(RuntimeError, match="bad loader"):
+        with nnunet_loader_class_replaced(failing):
+            module.nnUNetDataLoader(None)
+    assert module.nnUNetDataLoader is nnUNetDataLoader

@@ -4,10 +4,12 @@ nnU-Net already trains on them (they are cropped at random and contribute nothin
 lacks, and what lives here: finding them once, drawing a fixed share of every batch from labelled cases, and
 keeping them out of validation (their pseudo Dice is NaN).
 """
-from typing import Iterable, List, Sequence, Tuple
+import contextlib
+from typing import Callable, Iterable, List, Sequence, Tuple
 
 import numpy as np
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as nnunet_trainer_module
 
 
 def is_unlabelled(properties: dict) -> bool:
@@ -56,3 +58,19 @@ class MixedLabelDataLoader(nnUNetDataLoader):
         unl = list(np.random.choice(self.unlabelled_keys, n_unl, replace=True)) if n_unl else []
         lab = list(np.random.choice(self.labelled_keys, self.n_labelled, replace=True)) if self.n_labelled else []
         return unl + lab
+
+
+@contextlib.contextmanager
+def nnunet_loader_class_replaced(factory: Callable):
+    """While the block runs, nnU-Net's ``get_dataloaders`` builds its loaders with ``factory(stock_class, dataset,
+    *args, **kwargs)`` instead of ``nnUNetDataLoader(dataset, *args, **kwargs)``.
+
+    nnU-Net has no hook for the loader class: ``get_dataloaders`` calls the name ``nnUNetDataLoader`` of its own
+    module. Rebinding that name for the duration of the call changes the loader without copying the method; the
+    name is restored on exit, also on error."""
+    stock = nnunet_trainer_module.nnUNetDataLoader
+    nnunet_trainer_module.nnUNetDataLoader = lambda *args, **kwargs: factory(stock, *args, **kwargs)
+    try:
+        yield
+    finally:
+        nnunet_trainer_module.nnUNetDataLoader = stock

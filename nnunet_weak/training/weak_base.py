@@ -19,10 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from nnunetv2.paths import nnUNet_preprocessed
-from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as nnunet_trainer_module
 
 from nnunet_weak.data.transforms import pad_as_ignore
-from nnunet_weak.data.unlabelled import MixedLabelDataLoader, split_labelled
+from nnunet_weak.data.unlabelled import MixedLabelDataLoader, nnunet_loader_class_replaced, split_labelled
 from nnunet_weak.training.budget import nnUNetTrainerBudget, timed_step
 from nnunet_weak.utilities import cpu_bf16
 from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
@@ -129,26 +128,18 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         return dataset_tr, dataset_val
 
     def get_dataloaders(self):
-        # nnU-Net builds its loaders by the module-level name nnUNetDataLoader; swapping that name for the
-        # duration of the call gives the training loader our labelled/unlabelled batch mix without copying
-        # get_dataloaders.
-        original = nnunet_trainer_module.nnUNetDataLoader
-        trainer = self
-
-        def make_loader(data, *args, **kwargs):
-            unlabelled = [k for k in data.identifiers if k in (trainer.unlabelled_keys or ())]
-            if data is getattr(trainer, "_dataset_tr", None) and unlabelled and \
-                    trainer.labelled_fraction is not None:
-                labelled = [k for k in data.identifiers if k not in trainer.unlabelled_keys]
-                return MixedLabelDataLoader(data, *args, labelled_keys=labelled, unlabelled_keys=unlabelled,
-                                            labelled_fraction=trainer.labelled_fraction, **kwargs)
-            return original(data, *args, **kwargs)
-
-        nnunet_trainer_module.nnUNetDataLoader = make_loader
-        try:
+        with nnunet_loader_class_replaced(self._make_loader):
             return super().get_dataloaders()
-        finally:
-            nnunet_trainer_module.nnUNetDataLoader = original
+
+    def _make_loader(self, stock_loader_class, data, *args, **kwargs):
+        """The training loader draws ``labelled_fraction`` of each batch from labelled cases when the training set
+        holds unlabelled ones; every other loader is nnU-Net's."""
+        unlabelled = [k for k in data.identifiers if k in (self.unlabelled_keys or ())]
+        if data is getattr(self, "_dataset_tr", None) and unlabelled and self.labelled_fraction is not None:
+            labelled = [k for k in data.identifiers if k not in self.unlabelled_keys]
+            return MixedLabelDataLoader(data, *args, labelled_keys=labelled, unlabelled_keys=unlabelled,
+                                        labelled_fraction=self.labelled_fraction, **kwargs)
+        return stock_loader_class(data, *args, **kwargs)
 
     def refuse_multi_gpu(self, reason: str) -> None:
         """Stop with one line under DDP, for trainers whose extra networks or passes DDP does not see."""
