@@ -16,10 +16,9 @@ spread the sparse labels along the image.
 - w(t) = exp(-5 (1 - t)^2) over 10 % of all iterations, then 1. It starts once the full-resolution head
   predicts at least half of the foreground seed voxels of its batches (running mean over 10 steps), and not
   before ``ramp_start``. PA-Seg's ramp starts at iteration 0 (``nnUNetTrainerPASeg_fixedRamp``); in the
-  original that is ~5 000 iterations of a 53 000-iteration run, long after the network predicts foreground. In
-  short runs nnU-Net's full-resolution head predicts no foreground for the first ~45 % of training, the
-  regularisers (which reward constant predictions) then settle it on all-background and it never recovers
-  (ACDC points, 1000 iterations: Dice 0 with the fixed ramp; README, PA-Seg results).
+  original that is a small share of a long run, long after the network predicts foreground. A short run's
+  full-resolution head may still predict no foreground when a fixed ramp starts; the regularisers (which reward
+  constant predictions) can then settle it on all-background for good (README, PA-Seg results).
 - Gaussian noise, blur and simulated low resolution are switched off: they destroy the intensity affinities
   (sigma 0.1) the regularisers rely on. ``nnUNetTrainerPASeg_fullAug`` keeps nnU-Net's full augmentation.
 
