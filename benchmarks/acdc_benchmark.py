@@ -30,7 +30,7 @@ from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.dataset_conversion import conversion_module
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.experiment import steps
-from nnunet_weak.experiment.benchmark import fmt, mean_sd
+from nnunet_weak.experiment.benchmark import fmt, link_inputs, mean_sd
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
 from nnunet_weak.utilities import timing_file
@@ -156,17 +156,6 @@ def evaluation_cases(env: dict, dataset: str, fold: int) -> list:
     return sorted({c for c in cases if acdc_patient(c) in block} | set(val))
 
 
-def link_inputs(raw: str, cases: list, folder: str) -> str:
-    """A folder of symlinks to the validation images, as nnUNetv2_predict's -i."""
-    os.makedirs(folder, exist_ok=True)
-    for case in cases:
-        src = os.path.join(raw, "imagesTr", f"{case}_0000.nii.gz")
-        dst = os.path.join(folder, os.path.basename(src))
-        if not os.path.lexists(dst):
-            os.symlink(src, dst)
-    return folder
-
-
 def run_one(run: dict, args, env: dict, log: str) -> dict:
     raw = os.path.join(env["nnUNet_raw"], run["dataset"])
     plans, plans_file = args.plans, os.path.join(env["nnUNet_preprocessed"], run["dataset"], args.plans + ".json")
@@ -198,7 +187,8 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         print(f"[benchmark] reusing {final}")
         train_seconds = None
     cases = evaluation_cases(env, run["dataset"], args.fold)
-    inputs = link_inputs(raw, cases, os.path.join(args.workdir, "inputs", f"{run['dataset']}_fold{args.fold}"))
+    inputs = link_inputs(raw, load_json(os.path.join(raw, "dataset.json")), cases,
+                         os.path.join(args.workdir, "inputs", f"{run['dataset']}_fold{args.fold}"))
     plans_part = "" if plans == DEFAULT_PLANS else f"__{plans}"
     pred = os.path.join(args.workdir, "predictions", f"{run['dataset']}__{run['trainer']}{plans_part}__"
                                                      f"{args.configuration}__fold{args.fold}")
