@@ -28,9 +28,9 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 
 from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.dataset_conversion import conversion_module
-from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
+from nnunet_weak.evaluation.evaluate_dense import json_ready
 from nnunet_weak.experiment import steps
-from nnunet_weak.experiment.benchmark import fmt, link_inputs, mean_sd
+from nnunet_weak.experiment.benchmark import Model, Reference, fmt, link_inputs, mean_sd, predict_and_score
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
 from nnunet_weak.utilities import timing_file
@@ -192,32 +192,18 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
     plans_part = "" if plans == DEFAULT_PLANS else f"__{plans}"
     pred = os.path.join(args.workdir, "predictions", f"{run['dataset']}__{run['trainer']}{plans_part}__"
                                                      f"{args.configuration}__fold{args.fold}")
-    if os.path.isdir(pred):
-        shutil.rmtree(pred)
-    print(f"[benchmark] predicting {len(cases)} validation cases")
-    predict_seconds = steps.predict(inputs, pred, run["dataset_id"], args.configuration, args.fold, run["trainer"],
-                                    env, log, ([] if args.tta else ["--disable_tta"]) +
-                                    ([] if plans == DEFAULT_PLANS else ["-p", plans]), commands=args.commands)
-    result = evaluate_folder(pred, os.path.join(raw, "labelsTr_dense"), CLASSES,
-                             output_json=pred + "_dense_eval.json", output_md=pred + "_dense_eval.md",
-                             overwrite=True, allow_missing=True)  # labelsTr_dense holds every fold's cases
-    if result["n_cases"] != len(cases):
-        raise NNWError(f"{pred}: {result['n_cases']} predictions evaluated, {len(cases)} expected")
+    predict_args = ([] if args.tta else ["--disable_tta"]) + ([] if plans == DEFAULT_PLANS else ["-p", plans])
+    scores = predict_and_score(Model(run["dataset_id"], args.configuration, args.fold, run["trainer"], fold_folder,
+                                     predict_args), inputs, pred, len(cases),
+                               Reference(os.path.join(raw, "labelsTr_dense"), CLASSES), pred + "_dense_eval.json",
+                               env, log, commands=args.commands)
     kept = keep_per_case(pred + "_dense_eval.json", args.out, run["label"])
     return {
         **run,
         "plans": plans,
         "iterations": args.epochs * args.iters,
-        "n_cases": result["n_cases"],
-        "dice": {c: result["mean"][c]["dice"] for c in CLASSES},
-        "hd95": {c: result["mean"][c]["hd95"] for c in CLASSES},
-        "mean_dice": result["mean_over_classes"]["dice"],
-        "mean_hd95": result["mean_over_classes"]["hd95"],
-        "empty_predictions": result["empty_predictions"],
-        "sec_per_iter": timing_file.train_seconds_per_iteration(fold_folder),
-        "precision": timing_file.train_precision(fold_folder),
+        **scores,
         "train_wall_s": train_seconds,
-        "sec_per_case": predict_seconds / len(cases),
         "per_case": os.path.relpath(kept, os.path.dirname(os.path.abspath(args.out))),  # relative to the table
     }
 

@@ -19,6 +19,7 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -85,6 +86,50 @@ def link_inputs(raw: str, dataset_json: dict, cases: Sequence[str], folder: str)
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
+@dataclass(frozen=True)
+class Model:
+    """A trained fold as ``nnUNetv2_predict`` names it, plus the extra arguments to predict it with."""
+    dataset_id: int
+    configuration: str
+    fold: int
+    trainer: str
+    fold_folder: str
+    predict_args: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Dense reference labels: their folder, the classes to score ({name: value}) and the file ending."""
+    folder: str
+    classes: Dict[str, int]
+    file_ending: str = ".nii.gz"
+
+
+def predict_and_score(model: Model, inputs: str, pred: str, n_expected: int, reference: Reference,
+                      per_case_json: str, env: Dict[str, str], log: str, device: Optional[str] = "cpu",
+                      commands: Optional[List[str]] = None) -> dict:
+    """Predict ``inputs`` into ``pred`` (replaced) with ``nnUNetv2_predict``, score against the reference
+    (per-case results in ``per_case_json`` and its .md) and return a row's scores and costs: n_cases, dice and
+    hd95 per class, their means, empty predictions, s/iter and precision from the fold's timing file, s/case."""
+    if os.path.isdir(pred):
+        shutil.rmtree(pred)
+    print(f"[benchmark] predicting {n_expected} validation cases", flush=True)
+    seconds = steps.predict(inputs, pred, model.dataset_id, model.configuration, model.fold, model.trainer, env, log,
+                            list(model.predict_args), device=device, commands=commands)
+    result = evaluate_folder(pred, reference.folder, reference.classes, reference.file_ending,
+                             output_json=per_case_json, output_md=per_case_json[:-len(".json")] + ".md",
+                             overwrite=True, allow_missing=True)   # the reference also holds other folds' cases
+    if result["n_cases"] != n_expected:
+        raise NNWError(f"{pred}: {result['n_cases']} predictions scored, {n_expected} expected")
+    classes = reference.classes
+    return {"n_cases": result["n_cases"], "dice": {c: result["mean"][c]["dice"] for c in classes},
+            "hd95": {c: result["mean"][c]["hd95"] for c in classes},
+            "mean_dice": result["mean_over_classes"]["dice"], "mean_hd95": result["mean_over_classes"]["hd95"],
+            "empty_predictions": result["empty_predictions"],
+            "sec_per_iter": timing_file.train_seconds_per_iteration(model.fold_folder),
+            "precision": timing_file.train_precision(model.fold_folder), "sec_per_case": seconds / n_expected}
 
 
 class Benchmark:
@@ -190,28 +235,14 @@ class Benchmark:
         else:
             print(f"[benchmark] {trainer}, run {run}: reusing {fold_folder}", flush=True)
         inputs = link_inputs(self.raw, self.dataset_json, self.cases, os.path.join(self.work, "inputs"))
-        pred = os.path.join(self.work, "predictions", f"{trainer}__run{run}")
-        if os.path.isdir(pred):
-            shutil.rmtree(pred)
-        print(f"[benchmark] predicting {len(self.cases)} validation cases", flush=True)
-        predict_seconds = steps.predict(inputs, pred, self.dataset_id, args.configuration, args.fold, trainer, env,
-                                        log, ["--disable_tta", *plans_args], device=args.device,
-                                        commands=self.commands)
         per_case = os.path.join(self.out, "per_case", f"{slug(trainer)}__run{run}_dense_eval.json")
         os.makedirs(os.path.dirname(per_case), exist_ok=True)
-        result = evaluate_folder(pred, self.reference, self.classes, self.dataset_json["file_ending"],
-                                 output_json=per_case, output_md=per_case[:-len(".json")] + ".md", overwrite=True,
-                                 allow_missing=True)   # the reference folder holds the other folds' cases too
-        if result["n_cases"] != len(self.cases):
-            raise NNWError(f"{pred}: {result['n_cases']} predictions scored, {len(self.cases)} expected")
-        return {"trainer": trainer, "run": run, "n_cases": result["n_cases"],
-                "dice": {c: result["mean"][c]["dice"] for c in self.classes},
-                "hd95": {c: result["mean"][c]["hd95"] for c in self.classes},
-                "mean_dice": result["mean_over_classes"]["dice"], "mean_hd95": result["mean_over_classes"]["hd95"],
-                "empty_predictions": result["empty_predictions"],
-                "sec_per_iter": timing_file.train_seconds_per_iteration(fold_folder),
-                "precision": timing_file.train_precision(fold_folder), "train_wall_s": train_seconds,
-                "sec_per_case": predict_seconds / len(self.cases),
+        scores = predict_and_score(
+            Model(self.dataset_id, args.configuration, args.fold, trainer, fold_folder, ["--disable_tta", *plans_args]),
+            inputs, os.path.join(self.work, "predictions", f"{trainer}__run{run}"), len(self.cases),
+            Reference(self.reference, self.classes, self.dataset_json["file_ending"]), per_case, env, log,
+            device=args.device, commands=self.commands)
+        return {"trainer": trainer, "run": run, **scores, "train_wall_s": train_seconds,
                 "per_case": os.path.relpath(per_case, self.out)}
 
     def run(self) -> str:
