@@ -10,8 +10,9 @@ from nnunet_weak.experiment import steps
 
 PLANS = "nnUNetResEncUNetMPlans"
 # one per network and loss family (FewLabels / LabelledOnly differ from PCE only in sampling)
-TRAINERS = ["nnUNetTrainerBudget", "nnUNetTrainerPCE", "nnUNetTrainerDynamicMix", "nnUNetTrainerPASeg",
-            "nnUNetTrainerPASegAux", "nnUNetTrainerPCLMix", "nnUNetTrainerKMaX_lite", "nnUNetTrainerDualKMaX_lite"]
+# (the PA-Seg family and ModelMix have their own round trips below)
+TRAINERS = ["nnUNetTrainerBudget", "nnUNetTrainerPCE", "nnUNetTrainerDynamicMix", "nnUNetTrainerPCLMix",
+            "nnUNetTrainerKMaX_lite", "nnUNetTrainerDualKMaX_lite"]
 
 
 @pytest.fixture(scope="module")
@@ -57,22 +58,31 @@ def test_methods_build_on_the_residual_encoder(resenc_env, use_env, trainer):
     assert type(encoder).__name__ == "ResidualEncoder"
 
 
-def test_paseg_stage2_round_trip_on_resenc_plans(resenc_env, tmp_path):
-    """SCM loads the two stage-1 models of the same ResEnc plans, trains, resumes and predicts."""
+def test_paseg_stages_round_trip_on_resenc_plans(resenc_env, tmp_path):
+    """Stage 1 on both networks (PASeg resumed with --c, PASegAux predicted), then SCM from those two models of
+    the same ResEnc plans: trained, resumed and predicted."""
     env, raw = resenc_env
     env = {**env, "nnUNet_results": str(tmp_path / "results")}
     log = str(tmp_path / "cli.log")
+
+    def log_text(trainer):
+        fold = os.path.join(steps.model_folder(env, TINY_NAME, trainer, "2d_lite", PLANS), "fold_0")
+        return "".join(open(os.path.join(fold, f)).read() for f in os.listdir(fold) if f.startswith("training_log"))
+
+    def predict(trainer):
+        pred = str(tmp_path / f"pred_{trainer}")
+        steps.predict(os.path.join(raw, "imagesTs"), pred, TINY_ID, "2d_lite", 0, trainer, env, log,
+                      ["-p", PLANS, "--disable_tta"])
+        assert len([f for f in os.listdir(pred) if f.endswith(".nii.gz")]) == 2
+
     for trainer in ("nnUNetTrainerPASeg", "nnUNetTrainerPASegAux", "nnUNetTrainerPASegSCM"):
         steps.train(TINY_ID, "2d_lite", 0, trainer, env, log, ["-p", PLANS])
-    steps.train(TINY_ID, "2d_lite", 0, "nnUNetTrainerPASegSCM", {**env, "NNW_NUM_EPOCHS": "2"}, log,
-                ["-p", PLANS, "--c"])
-    fold = os.path.join(steps.model_folder(env, TINY_NAME, "nnUNetTrainerPASegSCM", "2d_lite", PLANS), "fold_0")
-    text = "".join(open(os.path.join(fold, f)).read() for f in os.listdir(fold) if f.startswith("training_log"))
-    assert "stage 2 starts from" in text and "Epoch 1" in text
-    pred = str(tmp_path / "pred")
-    steps.predict(os.path.join(raw, "imagesTs"), pred, TINY_ID, "2d_lite", 0, "nnUNetTrainerPASegSCM", env, log,
-                  ["-p", PLANS, "--disable_tta"])
-    assert len([f for f in os.listdir(pred) if f.endswith(".nii.gz")]) == 2
+    for trainer in ("nnUNetTrainerPASeg", "nnUNetTrainerPASegSCM"):
+        steps.train(TINY_ID, "2d_lite", 0, trainer, {**env, "NNW_NUM_EPOCHS": "2"}, log, ["-p", PLANS, "--c"])
+        assert "Epoch 1" in log_text(trainer)
+    assert "stage 2 starts from" in log_text("nnUNetTrainerPASegSCM")
+    predict("nnUNetTrainerPASegAux")
+    predict("nnUNetTrainerPASegSCM")
 
 
 def test_modelmix_round_trip_on_resenc_plans(tmp_path):
