@@ -149,8 +149,9 @@ def main(argv=None) -> int:
                   f"{' (added)' if name in changed else ' (unchanged)'}")
         else:
             print(f"{name}: skipped, the plans have no {settings[name][0]!r} configuration")
-    print(f"plans: {plans_file}. The lite configurations reuse their parent's preprocessed data; if that is "
-          f"missing run `nnUNetv2_preprocess -d {args.d} -c 2d_lite`.")
+    plans_option = "" if args.p == "nnUNetPlans" else f" -plans_name {args.p}"
+    print(f"plans: {plans_file}. The lite configurations reuse their parent's preprocessed data (2d, 3d_fullres); "
+          f"if that is missing run `nnUNetv2_preprocess -d {args.d}{plans_option} -c 2d`.")
     return 0
 
 
