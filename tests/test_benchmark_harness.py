@@ -6,12 +6,21 @@ import types
 
 import pytest
 
+from nnunet_weak.experiment import benchmark as scoring   # predict_and_score, shared with nnunet_weak_benchmark
 from nnunet_weak.utilities.errors import NNWError
 
 _spec = importlib.util.spec_from_file_location(
     "acdc_benchmark", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "acdc_benchmark.py"))
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
+
+
+def _raw_images(folder, cases):
+    """A raw dataset's dataset.json and (empty) image files, enough for the harness to link prediction inputs."""
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "dataset.json").write_text(json.dumps({"file_ending": ".nii.gz", "channel_names": {"0": "MRI"}}))
+    for case in cases:
+        (folder / "imagesTr" / f"{case}_0000.nii.gz").write_bytes(b"")
 
 
 def test_parse_run():
@@ -222,20 +231,20 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
     (tmp_path / "pre" / "Dataset803_MSCMRScribble").mkdir(parents=True)
     (tmp_path / "pre" / "Dataset803_MSCMRScribble" / "splits_final.json").write_text(
         json.dumps([{"train": [], "val": ["subject1_DE"]}]))
-    (tmp_path / "raw" / "Dataset803_MSCMRScribble" / "imagesTr").mkdir(parents=True)
+    _raw_images(tmp_path / "raw" / "Dataset803_MSCMRScribble", ["subject1_DE"])
 
     calls = {}
     monkeypatch.setattr(bench.steps, "run_command", lambda args, *_, **k: calls.setdefault("export", list(args)))
     monkeypatch.setattr(bench.steps, "train", lambda *a, **k: pytest.fail("an auxiliary row must not train"))
     monkeypatch.setattr(bench.steps, "predict", lambda *a, **k: calls.setdefault("predict", a) and 12.0)
 
-    def fake_evaluate(pred, reference, classes, output_json, output_md, overwrite, allow_missing):
+    def fake_evaluate(pred, reference, classes, file_ending, output_json, output_md, overwrite, allow_missing):
         with open(output_json, "w") as f:
             json.dump(_evaluation({"subject1_DE": (0.5, 3.0)}), f)
         per_class = {c: {"dice": 0.5, "hd95": 3.0} for c in classes}
         return {"n_cases": 1, "mean": per_class, "mean_over_classes": {"dice": 0.5, "hd95": 3.0},
                 "empty_predictions": {c: 0 for c in classes}}
-    monkeypatch.setattr(bench, "evaluate_folder", fake_evaluate)
+    monkeypatch.setattr(scoring, "evaluate_folder", fake_evaluate)
     args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[(801, 803)], retrain=False, tta=False,
                                  commands=[],
                                  plans="nnUNetPlans",
@@ -388,14 +397,14 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
     monkeypatch.setattr(bench.steps, "train", fake_train)
     monkeypatch.setattr(bench.steps, "predict", lambda *a, **k: 4.0)
 
-    def fake_evaluate(pred, reference, classes, output_json, output_md, overwrite, allow_missing):
+    def fake_evaluate(pred, reference, classes, file_ending, output_json, output_md, overwrite, allow_missing):
         with open(output_json, "w") as f:
             json.dump(_evaluation({"patient001_frame01": (0.5, 3.0)}), f)
         per_class = {c: {"dice": 0.5 + 0.1 * len(seeds), "hd95": 3.0} for c in classes}
         return {"n_cases": 1, "mean": per_class, "mean_over_classes": {"dice": 0.5 + 0.1 * len(seeds), "hd95": 3.0},
                 "empty_predictions": {c: 0 for c in classes}}
-    monkeypatch.setattr(bench, "evaluate_folder", fake_evaluate)
-    (tmp_path / "raw" / "Dataset801_ACDCScribble" / "imagesTr").mkdir(parents=True)
+    monkeypatch.setattr(scoring, "evaluate_folder", fake_evaluate)
+    _raw_images(tmp_path / "raw" / "Dataset801_ACDCScribble", ["patient001_frame01"])
     args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[], retrain=False, tta=False,
                                  commands=[],
                                  plans="nnUNetPlans", workdir=str(tmp_path / "work"),
