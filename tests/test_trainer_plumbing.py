@@ -1,5 +1,7 @@
 """Shared weak-label plumbing on a real (tiny) preprocessed dataset: unlabelled cases, padding as ignore,
 images for losses, progress/ramps, extra checkpoint state and the inference contract."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -103,7 +105,8 @@ def test_progress_counts_global_iterations(use_env):
     trainer.num_epochs, trainer.num_iterations_per_epoch = 4, 10
     trainer.current_epoch, trainer._iter_in_epoch = 2, 5
     assert trainer.global_iteration == 25 and trainer.progress == pytest.approx(25 / 40)
-    assert trainer.ramp_weight("linear", 0.0, 1.0) == pytest.approx(25 / 40)
+    assert trainer.ramp_weight(0.0, 1.0) == pytest.approx(math.exp(-5 * (1 - 25 / 40) ** 2))
+    assert trainer.ramp_weight(0.0, 0.5) == 1.0 and trainer.ramp_weight(0.7, 1.0) == 0.0
 
 
 def test_extra_state_survives_checkpoint(use_env, tmp_path):

@@ -209,7 +209,7 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
         y_b = out_b["seg"][0] if isinstance(out_b["seg"], (list, tuple)) else out_b["seg"]
         segc = self.consistency(softmax_probabilities(y_a), softmax_probabilities(y_b))
         qdc = self.consistency(out_a["cluster"], out_b["cluster"])
-        weight = self.consistency_weight * self.ramp_weight("sigmoid", 0.0, self.consistency_ramp_end)
+        weight = self.consistency_weight * self.ramp_weight(0.0, self.consistency_ramp_end)
         loss = sup_a + sup_b + weight * (segc + qdc)
         logs = {f"{k}_a": v for k, v in logs_a.items()}
         logs.update({f"{k}_b": v for k, v in logs_b.items()})

@@ -123,7 +123,7 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
                 return 0.0
             shift = max(0.0, self.foreground_gate.onset - start)
             start, end = start + shift, end + shift
-        return self.ramp_weight("sigmoid", start, end)
+        return self.ramp_weight(start, end)
 
     def compute_loss(self, output, target, data, batch):
         seg = self.loss(output, target)

@@ -104,7 +104,7 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
     # ------------------------------------------------------------------ loss
     def certainty_threshold(self) -> float:
         base = self.uncertainty_base
-        return (base + (1.0 - base) * self.ramp_weight("sigmoid", 0.0, 1.0)) * math.log(2.0)
+        return (base + (1.0 - base) * self.ramp_weight(0.0, 1.0)) * math.log(2.0)
 
     def compute_loss(self, output, target, data, batch):
         main, aux, embedding = output
@@ -139,7 +139,7 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
             het = het + mixed_het
             logs.update(mix_logs)
 
-        w_het = self.hetero_weight * self.ramp_weight("sigmoid", 0.0, self.hetero_ramp_length)
+        w_het = self.hetero_weight * self.ramp_weight(0.0, self.hetero_ramp_length)
         loss = loss + w_het * het
         logs.update({"ctr": ctr.detach(), "het": het.detach(), "w_ctr": w_ctr, "w_het": w_het})
         return loss, logs

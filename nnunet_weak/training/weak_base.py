@@ -28,7 +28,7 @@ from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 from nnunet_weak.utilities.env import env_flag, env_fraction, require_env
 from nnunet_weak.utilities.errors import NNWError
 from nnunet_weak.utilities.labels import check_ignore_label
-from nnunet_weak.utilities.ramps import ramp
+from nnunet_weak.utilities.ramps import sigmoid_rampup
 
 EXTRA_STATE_KEY = "nnunet_weak_extra_state"
 
@@ -44,18 +44,16 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         pad_as_ignore: border pixels become ignore (env ``NNW_PAD_AS_IGNORE`` overrides).
         labelled_fraction: share of each batch from labelled cases when unlabelled cases exist; None keeps
             nnU-Net's uniform case sampling (env ``NNW_LABELLED_FRACTION`` overrides).
-        requires_ignore_label: refuse datasets without an ignore label.
     """
 
     pad_as_ignore = True
     labelled_fraction = None
-    requires_ignore_label = True
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         require_env("nnUNet_preprocessed", "to find the preprocessed dataset")
         dataset_json_path = join(nnUNet_preprocessed, plans.get("dataset_name", "<dataset>"), "dataset.json")
-        check_ignore_label(dataset_json, dataset_json_path, required=self.requires_ignore_label)
+        check_ignore_label(dataset_json, dataset_json_path, required=True)
         super().__init__(plans, configuration, fold, dataset_json, device)
 
         # experiment overrides of the recipe: the output folder's trainer name no longer identifies it, so they are
@@ -166,9 +164,9 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         """Fraction of training done, in [0, 1]."""
         return min(1.0, self.global_iteration / max(1, self.total_iterations))
 
-    def ramp_weight(self, kind: str = "sigmoid", start: float = 0.0, end: float = 1.0) -> float:
-        """Ramp value at the current progress; ``start``/``end`` are fractions of all iterations."""
-        return ramp(kind, self.progress, start, end)
+    def ramp_weight(self, start: float = 0.0, end: float = 1.0) -> float:
+        """Sigmoid ramp-up value at the current progress; ``start``/``end`` are fractions of all iterations."""
+        return sigmoid_rampup(self.progress, start, end)
 
     def on_train_epoch_start(self):
         self._iter_in_epoch = 0

@@ -21,24 +21,6 @@ def sigmoid_rampup(progress: float, start: float = 0.0, end: float = 1.0) -> flo
     return float(math.exp(-5.0 * (1.0 - t) ** 2))
 
 
-def linear_rampup(progress: float, start: float = 0.0, end: float = 1.0) -> float:
-    return _phase(progress, start, end)
-
-
-def cosine_rampdown(progress: float, start: float = 0.0, end: float = 1.0) -> float:
-    """1 before ``start``, then 0.5 (1 + cos(pi t)) down to 0 at ``end``."""
-    return float(0.5 * (1.0 + math.cos(math.pi * _phase(progress, start, end))))
-
-
-RAMPS = {"sigmoid": sigmoid_rampup, "linear": linear_rampup, "cosine_down": cosine_rampdown}
-
-
-def ramp(kind: str, progress: float, start: float = 0.0, end: float = 1.0) -> float:
-    if kind not in RAMPS:
-        raise ValueError(f"unknown ramp {kind!r}; choose one of {sorted(RAMPS)}")
-    return RAMPS[kind](progress, start, end)
-
-
 class OnsetGate:
     """The start of a ramp that waits for the network: the progress at which the running mean of a measured
     quantity (e.g. the share of foreground seeds the network already predicts) first reaches ``threshold``.
