@@ -79,7 +79,8 @@ def convert_acdc_semi(source: str, nnunet_raw: str, dataset_name: str, fraction:
         f"20k+1..20k+20 and validates on that block's labelled patients only.")
     folder = convert_acdc(source, nnunet_raw, dataset_name, scribbles=False, overwrite=overwrite, verbose=verbose,
                           weak_labels=labels, kind=kind, splits=splits, description=description,
-                          preprocessed=preprocessed, dataset_json_extra={"labelled_fraction": fraction, "labelled_seed": seed,
+                          preprocessed=preprocessed,
+                          dataset_json_extra={"labelled_fraction": fraction, "labelled_seed": seed,
                                               "labelled_patients": labelled})
     if verbose:
         print(f"labelled patients ({len(labelled)}): {labelled}")
