@@ -117,7 +117,7 @@ def test_scm_loss_self_and_cross_monitoring(use_env):
     assert logs["kd_primary"].item() > 0
 
 
-def test_scm_measures_per_class_seed_recall_of_stage1_models(use_env):
+def test_scm_measures_per_class_seed_recall_of_stage1_models(use_env, monkeypatch):
     """Stage 2 refuses a stage-1 model that lost a class: class_seed_recall counts, per foreground class of the
     seeds, the share predicted as that class; a model biased to background has recall 0 for every class."""
     trainer = make_trainer("nnUNetTrainerPASegSCM")
@@ -140,6 +140,8 @@ def test_scm_measures_per_class_seed_recall_of_stage1_models(use_env):
     with pytest.raises(NNWError, match=r"stage1\.pth.*class\(es\) 3 \(recall 0.000\)"):
         trainer.check_stage1([(Fixed(), "stage1.pth")], [batch])
     trainer.check_stage1([(trainer.network, "live.pth")], [{"data": batch["data"], "target": [target * 0]}])
+    monkeypatch.setenv("NNW_STAGE1_CHECK", "0")                  # the user's way past the check
+    trainer.check_stage1([(Fixed(), "stage1.pth")], [batch])
 
 
 def test_scm_stage1_checkpoint_errors(use_env, tmp_path, monkeypatch):

@@ -75,12 +75,15 @@ def test_paseg_stages_round_trip_on_resenc_plans(resenc_env, tmp_path):
                       ["-p", PLANS, "--disable_tta"])
         assert len([f for f in os.listdir(pred) if f.endswith(".nii.gz")]) == 2
 
+    # two iterations of stage 1 learn no class: SCM's check of stage 1 (tested on its own) would refuse them
+    env["NNW_STAGE1_CHECK"] = "0"
     for trainer in ("nnUNetTrainerPASeg", "nnUNetTrainerPASegAux", "nnUNetTrainerPASegSCM"):
         steps.train(TINY_ID, "2d_lite", 0, trainer, env, log, ["-p", PLANS])
     for trainer in ("nnUNetTrainerPASeg", "nnUNetTrainerPASegSCM"):
         steps.train(TINY_ID, "2d_lite", 0, trainer, {**env, "NNW_NUM_EPOCHS": "2"}, log, ["-p", PLANS, "--c"])
         assert "Epoch 1" in log_text(trainer)
     assert "stage 2 starts from" in log_text("nnUNetTrainerPASegSCM")
+    assert "stage-1 class check off" in log_text("nnUNetTrainerPASegSCM")
     predict("nnUNetTrainerPASegAux")
     predict("nnUNetTrainerPASegSCM")
 

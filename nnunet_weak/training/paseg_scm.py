@@ -34,7 +34,7 @@ from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, har
 from nnunet_weak.training.paseg import nnUNetTrainerPASeg, nnUNetTrainerPASegAux
 from nnunet_weak.training.two_networks import (frozen_copy, load_network_weights, optimizer_like_nnunet, refresh,
                                                set_deep_supervision)
-from nnunet_weak.utilities.env import env_path
+from nnunet_weak.utilities.env import env_flag, env_path
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -101,7 +101,11 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
         self.print_to_log_file(f"nnunet_weak: stage 2 starts from {primary} and {aux}")
 
     def check_stage1(self, models, batches) -> None:
-        """Raise when one of the (network, checkpoint path) ``models`` lost a class on these batches."""
+        """Raise when one of the (network, checkpoint path) ``models`` lost a class on these batches
+        (``NNW_STAGE1_CHECK=0``: log and go on, for a user who checked the stage-1 predictions by eye)."""
+        if env_flag("NNW_STAGE1_CHECK") is False:
+            self.print_to_log_file("nnunet_weak: stage-1 class check off (NNW_STAGE1_CHECK=0)")
+            return
         for network, path in models:
             recall = self.class_seed_recall(network, batches)
             lost = {c: r for c, r in recall.items() if r < self.min_stage1_recall}
@@ -110,7 +114,8 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
                                f"{', '.join(f'{c} (recall {r:.3f})' for c, r in lost.items())} on training "
                                f"batches: stage 2 would distil that collapse. Train stage 1 until it predicts "
                                f"every class (longer, or nnUNetTrainerPASeg_lowCRF / _lateRamp), then start "
-                               f"stage 2.")
+                               f"stage 2; if its predictions look right to you, NNW_STAGE1_CHECK=0 skips this "
+                               f"check.")
 
     def class_seed_recall(self, network, batches) -> dict:
         """{foreground class: share of its seed voxels that ``network`` assigns to it} over ``batches`` (nnU-Net

@@ -25,6 +25,7 @@ VARIABLES = {
     "NNW_PAD_AS_IGNORE": "1 / 0: padded border pixels ignore / background (experiment override)",
     "NNW_SCM_PRIMARY_CHECKPOINT": "stage-1 checkpoint of nnUNetTrainerPASegSCM's primary network",
     "NNW_SCM_AUX_CHECKPOINT": "stage-1 checkpoint of its auxiliary network",
+    "NNW_STAGE1_CHECK": "0: nnUNetTrainerPASegSCM skips its check that the stage-1 models predict every class",
     "NNW_MODELMIX_AUX": "auxiliary dataset of nnUNetTrainerModelMix (overrides modelmix.json)",
     "NNW_MODELMIX_AUX_PLANS": "plans name of that auxiliary dataset",
     "NNW_NO_AUTOEXT": "1: the start-up hook does not touch nnUNet_extTrainer",
