@@ -40,7 +40,7 @@ setup(
         "numba",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-xdist"]},
     entry_points={
         "console_scripts": [
             "nnunet_weak_env=nnunet_weak.env:main",

@@ -9,6 +9,13 @@ from nnunet_weak.dataset_conversion import conversion_module
 from nnunet_weak.demo.dataset import write_demo_dataset
 from nnunet_weak.experiment import steps
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two test workers share the cores: one thread each, also in the nnU-Net commands they start (which would
+    # otherwise take every core: nnUNetv2_train -device cpu sets the thread count to the core count)
+    os.environ.setdefault("NNW_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_ID = 981
 TINY_NAME = f"Dataset{TINY_ID}_NNWTiny"

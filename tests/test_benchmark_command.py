@@ -66,7 +66,7 @@ def test_benchmark_continues_and_refuses_what_it_did_not_write(use_env, tmp_path
     assert (foreign / "notes.txt").read_text() == "my own file"
 
 
-def test_benchmark_names_a_missing_reference_and_configuration(use_env, tmp_path):
+def test_benchmark_names_a_missing_reference_and_configuration(use_env, tmp_path, monkeypatch):
     with pytest.raises(NNWError, match=r"reference folder .*elsewhere not found: pass --ref"):
         benchmark.main(_args(tmp_path / "a", "--ref", str(tmp_path / "elsewhere")))
     empty = tmp_path / "refs"
@@ -75,5 +75,11 @@ def test_benchmark_names_a_missing_reference_and_configuration(use_env, tmp_path
         benchmark.main(_args(tmp_path / "b", "--ref", str(empty)))
     with pytest.raises(NNWError, match=r"has no configuration '2d_big'.*nnunet_weak_add_lite -d 981"):
         benchmark.main(_args(tmp_path / "c") + ["-c", "2d_big"])
+    # the tiny dataset's plans without any preprocessed data (other tests preprocess its 3d_fullres)
+    plans_only = tmp_path / "plans_only" / TINY_NAME
+    plans_only.mkdir(parents=True)
+    for name in ("nnUNetPlans.json", "dataset.json"):
+        (plans_only / name).write_text(open(os.path.join(use_env[0]["nnUNet_preprocessed"], TINY_NAME, name)).read())
+    monkeypatch.setenv("nnUNet_preprocessed", str(plans_only.parent))
     with pytest.raises(NNWError, match=r"configuration '3d_fullres' is planned but not preprocessed"):
         benchmark.main(_args(tmp_path / "d") + ["-c", "3d_fullres"])
