@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, SPLITS_FILE, Geometry, label_array,
-                                              prepare_dataset_folder, staged_dataset, write_label, write_splits)
+                                              prepare_dataset_folder, staged_dataset, write_label)
 from nnunet_weak.utilities.errors import NNWError
 from nnunet_weak.utilities.labels import check_ignore_label
 
@@ -178,8 +178,6 @@ def derive_dataset(source: SourceDataset, target: str, make_label: Callable[[str
                                    f" {DENSE_FOLDER}: the source's labels (evaluation only).").strip()
         with open(os.path.join(out, "dataset.json"), "w") as f:
             json.dump(new_json, f, indent=4)
-        if splits is not None:
-            write_splits(out, splits, dataset_name=os.path.basename(target), preprocessed=preprocessed)
         if extra_outputs is not None:
             extra_outputs(out)
     result = {"ignore": ignore, "cases": len(source.cases), "per_case": per_case,

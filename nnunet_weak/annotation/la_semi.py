@@ -32,7 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, prepare_dataset_folder, staged_dataset, write_dataset_json,
-                                              write_image, write_splits)
+                                              write_image)
 from nnunet_weak.utilities.errors import NNWError
 
 TRAINING_FOLDER = "2018LA_Seg_Training Set"
@@ -168,7 +168,6 @@ def convert_la_semi(root: str, nnunet_raw: str, n_labelled: Optional[int] = None
                                        f"rest all-ignore; {len(test)} test cases in imagesTs / labelsTs; "
                                        f"{DENSE_FOLDER}: dense labels of the training cases for evaluation.",
                            labelled_cases=labelled, test_cases=test)
-        write_splits(out, splits, dataset_name=name, preprocessed=preprocessed)
     if verbose:
         print(f"wrote {len(train)} training ({n} labelled) and {len(test)} test cases to {target}")
     return target

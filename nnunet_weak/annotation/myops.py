@@ -37,7 +37,7 @@ import SimpleITK as sitk
 from nnunet_weak.annotation.few_scribbles import (OFFICIAL_PICKS, SHUFFLE_SEED, record_selection, remove_stale_record,
                                                  select_few_scribbles)
 from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, Geometry, copy_image, prepare_dataset_folder, read_image,
-                                              staged_dataset, write_dataset_json, write_label, write_splits)
+                                              staged_dataset, write_dataset_json, write_label)
 from nnunet_weak.utilities.errors import NNWError
 
 MYOPS_LABELS = {"background": 0, "myo": 1, "LV": 2, "edema": 3, "scar": 4, "ignore": 5}
@@ -200,7 +200,6 @@ def convert_myops(source: str, nnunet_raw: str, dataset_name: str, scribbles: Op
         write_dataset_json(out, MYOPS_LABELS, len(images), name=dataset_name, description=description,
                            channel_names={str(k): c for k, c in enumerate(CHANNELS)}, scribble_cases=train,
                            dense_cases=val, test_cases=sorted(test_images), evaluation_regions=EVALUATION_REGIONS)
-        write_splits(out, splits, dataset_name=dataset_name, preprocessed=preprocessed)
     if selection is not None:
         record_selection(target, selection, verbose=verbose)
     else:

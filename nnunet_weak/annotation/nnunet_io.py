@@ -240,11 +240,12 @@ def staged_dataset(target: str, overwrite: bool, splits: Optional[Sequence[dict]
                    preprocessed: Optional[str] = None):
     """Yield a new folder beside ``target`` for a conversion to write the whole dataset into.
 
-    Before anything is written: refuses a non-empty ``target`` without ``overwrite`` and, given the ``splits``
-    the conversion will write, splits in ``preprocessed`` it may not replace (:func:`check_splits_writable`). Nothing in
+    Before anything is written: refuses a non-empty ``target`` without ``overwrite`` and, given the conversion's
+    ``splits``, splits in ``preprocessed`` it may not replace (:func:`check_splits_writable`). Nothing in
     ``target`` changes until the block completes: a bad case found half-way leaves the earlier dataset as it was.
-    Then the files of the previous conversion (listed in ``target``'s manifest) are replaced by the new ones;
-    files the user added stay.
+    Then the ``splits`` are written (into the dataset and ``preprocessed``, :func:`write_splits`) and the files of
+    the previous conversion (listed in ``target``'s manifest) are replaced by the new ones; files the user added
+    stay.
     """
     check_target_folder(target, overwrite)
     if splits is not None:
@@ -254,6 +255,9 @@ def staged_dataset(target: str, overwrite: bool, splits: Optional[Sequence[dict]
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.partial-", dir=parent)
     try:
         yield staging
+        if splits is not None:
+            write_splits(staging, splits, dataset_name=os.path.basename(os.path.abspath(target)),
+                         preprocessed=preprocessed)
         _move_outputs(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -470,7 +474,6 @@ def convert_acdc(source: str, nnunet_raw: str, dataset_name: str, scribbles: boo
                            f"ACDC cine MRI, ED and ES frames of {len({f.patient for f in frames})} patients; labelsTr: "
                            f"{kind}; {DENSE_FOLDER}: dense labels for evaluation. Splits: WSL4MIS/PCLMix 5 folds "
                            f"(fold k validates patients 20k+1..20k+20).", **(dataset_json_extra or {}))
-        write_splits(out, splits, dataset_name=dataset_name, preprocessed=preprocessed)
     if verbose:
         if geometry_fixed:
             print(f"{geometry_fixed} frame(s) had label geometry differing from the image; labels were written "

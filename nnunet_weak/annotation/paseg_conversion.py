@@ -36,8 +36,7 @@ import SimpleITK as sitk
 
 from nnunet_weak.annotation.geodesic import DEFAULT_THRESHOLD, expand_points
 from nnunet_weak.annotation.nnunet_io import (DENSE_FOLDER, Geometry, label_array, prepare_dataset_folder, read_image,
-                                              staged_dataset, write_dataset_json, write_image, write_label,
-                                              write_splits)
+                                              staged_dataset, write_dataset_json, write_image, write_label)
 from nnunet_weak.annotation.points import (DEFAULT_MARGIN_MM, PointRecord, points_from_volume, simulate_points,
                                            voxel_to_world, write_points_json)
 from nnunet_weak.annotation.seed_quality import SeedQualityReport
@@ -313,7 +312,6 @@ def convert_paseg_dataset(cases: Sequence[PasegCase], phases: Dict[str, str], sp
                                        f"{DENSE_FOLDER} / {TEST_LABELS}: dense tumour masks for evaluation. Split: "
                                        f"{split_source}.",
                            numTest=len(test))
-        write_splits(out, splits, dataset_name=dataset_name, preprocessed=preprocessed)
         report.write(os.path.join(out, "seed_quality.csv"), os.path.join(out, "seed_quality.json"), meta)
     if verbose:
         print(f"wrote {len(train)} training + {len(val)} validation cases to imagesTr and {len(test)} test cases "

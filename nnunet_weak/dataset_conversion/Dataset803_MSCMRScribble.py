@@ -17,7 +17,7 @@ import numpy as np
 
 from nnunet_weak.annotation.nnunet_io import (CARDIAC_IGNORE, CARDIAC_LABELS, DENSE_FOLDER, conversion_parser,
                                               copy_image, label_array, prepare_dataset_folder, staged_dataset,
-                                              write_dataset_json, write_label, write_splits)
+                                              write_dataset_json, write_label)
 from nnunet_weak.utilities.errors import NNWError
 
 DATASET_NAME = "Dataset803_MSCMRScribble"
@@ -121,7 +121,6 @@ def convert(source: str, nnunet_raw: str, overwrite: bool = False, test: Optiona
                            description=f"MS-CMRSeg 2019 LGE MRI: {len(train)} train subjects with scribbles, "
                                        f"{len(val)} val subjects with dense labels (fold 0 validation); "
                                        f"{DENSE_FOLDER}: dense labels of the val subjects for evaluation.")
-        write_splits(out, splits, dataset_name=dataset_name, preprocessed=preprocessed)
     if verbose:
         print(f"wrote {len(train) + len(val)} training and {len(test_pairs)} test cases to {target}")
     return target
