@@ -30,7 +30,8 @@ from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.dataset_conversion import conversion_module
 from nnunet_weak.evaluation.evaluate_dense import json_ready
 from nnunet_weak.experiment import steps
-from nnunet_weak.experiment.benchmark import Model, Reference, fmt, link_inputs, mean_sd, predict_and_score
+from nnunet_weak.experiment.benchmark import (Model, Reference, fmt, link_inputs, mean_sd, predict_and_score,
+                                              train_fold)
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
 from nnunet_weak.utilities import timing_file
@@ -166,37 +167,34 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         raise NNWError(f"{plans_file} not found: --plans {plans} names plans {run['dataset']} does not have; a "
                        f"ModelMix pairing (--pair TARGET:{run['dataset_id']}) writes nnUNetPlans_mm<TARGET>.")
     fold_folder = training_fold(env, {**run, "plans": plans}, args.configuration, args.fold)
-    final = os.path.join(fold_folder, "checkpoint_final.pth")
+    plans_args = [] if plans == DEFAULT_PLANS else ["-p", plans]
+    model = Model(run["dataset_id"], args.configuration, args.fold, run["trainer"], fold_folder,
+                  ([] if args.tta else ["--disable_tta"]) + plans_args, plans_args)
     if run["trainer"] == AUX_TRAINER:
         print(f"[benchmark] exporting the auxiliary network of {fold_folder}")
         steps.run_command(["nnunet_weak_modelmix_export", "-d", source["target_id"], "-c", args.configuration,
                            "-f", args.fold, "--overwrite"], env, log,  # the benchmark's own work folder
                           commands=args.commands)
         train_seconds = None
-    elif args.retrain or not os.path.isfile(final) or another_run(fold_folder, run):
-        if os.path.isdir(fold_folder):   # retrained, another run's model, or an unfinished one: replaced
-            shutil.rmtree(fold_folder)
-        print(f"[benchmark] training {run['label']} ({run['trainer']} on {run['dataset']})")
-        seeded = env if run.get("seed") is None else {**env, "NNW_SEED": str(run["seed"])}
-        train_seconds = steps.train(run["dataset_id"], args.configuration, args.fold, run["trainer"], seeded, log,
-                                    [] if plans == DEFAULT_PLANS else ["-p", plans], commands=args.commands)
-        with open(os.path.join(fold_folder, ROW_MARKER), "w") as f:
-            json.dump({"label": run["label"], "table": os.path.abspath(args.out)}, f)
     else:
-        check_reuse(fold_folder, run["label"], args.out)
-        print(f"[benchmark] reusing {final}")
-        train_seconds = None
+        retrain = args.retrain or another_run(fold_folder, run)   # another run's model, or an unfinished one
+        if not retrain and os.path.isfile(os.path.join(fold_folder, "checkpoint_final.pth")):
+            check_reuse(fold_folder, run["label"], args.out)
+        seeded = env if run.get("seed") is None else {**env, "NNW_SEED": str(run["seed"])}
+        train_seconds = train_fold(model, seeded, log, retrain, commands=args.commands, epochs=args.epochs,
+                                   what=f"{run['label']} ({run['trainer']} on {run['dataset']})")
+        if train_seconds is not None:
+            with open(os.path.join(fold_folder, ROW_MARKER), "w") as f:
+                json.dump({"label": run["label"], "table": os.path.abspath(args.out)}, f)
     cases = evaluation_cases(env, run["dataset"], args.fold)
     inputs = link_inputs(raw, load_json(os.path.join(raw, "dataset.json")), cases,
                          os.path.join(args.workdir, "inputs", f"{run['dataset']}_fold{args.fold}"))
     plans_part = "" if plans == DEFAULT_PLANS else f"__{plans}"
     pred = os.path.join(args.workdir, "predictions", f"{run['dataset']}__{run['trainer']}{plans_part}__"
                                                      f"{args.configuration}__fold{args.fold}")
-    predict_args = ([] if args.tta else ["--disable_tta"]) + ([] if plans == DEFAULT_PLANS else ["-p", plans])
-    scores = predict_and_score(Model(run["dataset_id"], args.configuration, args.fold, run["trainer"], fold_folder,
-                                     predict_args), inputs, pred, len(cases),
-                               Reference(os.path.join(raw, "labelsTr_dense"), CLASSES), pred + "_dense_eval.json",
-                               env, log, commands=args.commands)
+    reference = Reference(os.path.join(raw, "labelsTr_dense"), CLASSES)
+    scores = predict_and_score(model, inputs, pred, len(cases), reference, pred + "_dense_eval.json", env, log,
+                               commands=args.commands)
     kept = keep_per_case(pred + "_dense_eval.json", args.out, run["label"])
     return {
         **run,
@@ -210,13 +208,23 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
 
 def expand_runs(runs: list, k: int) -> list:
     """Each --run as ``k`` independent training runs: rows "LABEL, run i" trained with NNW_SEED=i (i = 1..k),
-    grouped under LABEL in the table's summary. k = 1 keeps the row as it is (unseeded, as nnU-Net)."""
+    grouped under LABEL in the table's summary, in the order run 1 of every row, then run 2, ... (as
+    ``nnunet_weak_benchmark``): a stopped benchmark keeps comparable runs. k = 1 keeps the rows as they are
+    (unseeded, as nnU-Net)."""
     if k < 1:
         raise NNWError(f"--runs {k}: give at least 1 run per row")
     if k == 1:
         return runs
     return [{**run, "label": f"{run['label']}, run {i}", "group": run["label"], "run": i, "seed": i}
-            for run in runs for i in range(1, k + 1)]
+            for i in range(1, k + 1) for run in runs]
+
+
+def table_order(rows: list) -> list:
+    """Rows as the table lists them: the runs of a row together (in run order), rows in order of appearance."""
+    first = {}
+    for r in rows:
+        first.setdefault(r.get("group") or r["label"], len(first))
+    return sorted(rows, key=lambda r: (first[r.get("group") or r["label"]], r.get("run", 0)))
 
 
 def another_run(fold_folder: str, run: dict) -> bool:
@@ -279,6 +287,7 @@ def published_rows(rows: list) -> list:
 
 
 def write_table(rows: list, meta: dict, out_prefix: str) -> str:
+    rows = table_order(rows)
     reference = meta["cost_reference"]
     base = next((r["sec_per_iter"] for r in rows if r["trainer"] == reference and r["sec_per_iter"]), None)
     published = published_rows(rows)
@@ -359,7 +368,7 @@ def bar_chart(rows: list, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    published = published_rows(rows)
+    rows, published = table_order(rows), published_rows(rows)
     names = [r["label"] for r in rows] + [p[0] for p in published]
     values = [r["mean_dice"] for r in rows] + [p[1] for p in published]
     colours = ["tab:blue"] * len(rows) + ["tab:gray"] * len(published)

@@ -466,3 +466,38 @@ def test_epoch_progress_reports_loss_time_and_time_left():
     lines = out.getvalue().splitlines()
     assert lines == ["[demo] epoch 1/4: train loss -0.2, 10.0 s, about 30 s left",
                      "[demo] epoch 2/4: train loss -0.4, 12.0 s, about 22 s left"]
+
+
+def test_runs_are_interleaved_and_listed_per_row():
+    # run 1 of every row trains before any run 2 (a stopped benchmark keeps comparable runs); the table still
+    # lists each row's runs together
+    runs = bench.expand_runs([bench.parse_run("801:nnUNetTrainerBudget:pL"),
+                              bench.parse_run("801:nnUNetTrainerPCE:pCE")], 2)
+    assert [r["label"] for r in runs] == ["pL, run 1", "pCE, run 1", "pL, run 2", "pCE, run 2"]
+    rows = [{**_row(r["label"], r["trainer"], 0.5, 1.0), "group": r["group"], "run": r["run"]} for r in runs]
+    single = _row("dense", "nnUNetTrainerBudget", 0.9, 1.0)
+    assert [r["label"] for r in bench.table_order([single] + rows)] == \
+        ["dense", "pL, run 1", "pL, run 2", "pCE, run 1", "pCE, run 2"]
+
+
+def test_train_fold_reuses_a_finished_fold_and_replaces_an_unfinished_one(tmp_path, monkeypatch):
+    # one training routine for nnunet_weak_benchmark and the ACDC harness
+    fold = tmp_path / "res" / "fold_0"
+    model = scoring.Model(801, "2d_lite", 0, "nnUNetTrainerBudget", str(fold), ["--disable_tta"], ["-p", "P"])
+    calls = []
+
+    def fake_train(dataset_id, configuration, f, trainer, env, log, extra, on_line=None, **k):
+        assert not (fold / "stale.txt").exists()          # an unfinished or retrained fold is removed first
+        calls.append((dataset_id, trainer, list(extra), on_line is not None))
+        fold.mkdir(parents=True, exist_ok=True)
+        (fold / "checkpoint_final.pth").write_bytes(b"")
+        return 7.0
+    monkeypatch.setattr(scoring.steps, "train", fake_train)
+    fold.mkdir(parents=True)
+    (fold / "stale.txt").write_text("an interrupted run")
+    assert scoring.train_fold(model, {}, str(tmp_path / "log"), epochs=3) == 7.0
+    assert calls == [(801, "nnUNetTrainerBudget", ["-p", "P"], True)]
+    assert scoring.train_fold(model, {}, str(tmp_path / "log")) is None and len(calls) == 1    # reused
+    (fold / "stale.txt").write_text("")
+    assert scoring.train_fold(model, {}, str(tmp_path / "log"), retrain=True) == 7.0
+    assert calls[-1][-1] is False and len(calls) == 2                                          # no progress lines

@@ -90,13 +90,33 @@ def slug(text: str) -> str:
 
 @dataclass(frozen=True)
 class Model:
-    """A trained fold as ``nnUNetv2_predict`` names it, plus the extra arguments to predict it with."""
+    """A fold as ``nnUNetv2_train`` / ``nnUNetv2_predict`` name it, plus the extra arguments to train it with
+    (e.g. ``-p PLANS``) and to predict it with (e.g. ``--disable_tta -p PLANS``)."""
     dataset_id: int
     configuration: str
     fold: int
     trainer: str
     fold_folder: str
     predict_args: Sequence[str] = ()
+    train_args: Sequence[str] = ()
+
+
+def train_fold(model: Model, env: Dict[str, str], log: str, retrain: bool = False, device: Optional[str] = "cpu",
+               commands: Optional[List[str]] = None, what: Optional[str] = None, epochs: Optional[int] = None) -> \
+        Optional[float]:
+    """Train the model's fold with ``nnUNetv2_train`` unless its ``checkpoint_final.pth`` exists (``retrain``:
+    train anyway). A fold folder that is retrained or unfinished is removed first: callers pass folds under their
+    own results folder only. With ``epochs``, one progress line per epoch. Wall seconds, or None when reused."""
+    what = what or f"{model.trainer} on {model.dataset_id}"
+    if not retrain and os.path.isfile(os.path.join(model.fold_folder, "checkpoint_final.pth")):
+        print(f"[benchmark] {what}: reusing {model.fold_folder}", flush=True)
+        return None
+    if os.path.isdir(model.fold_folder):
+        shutil.rmtree(model.fold_folder)
+    print(f"[benchmark] training {what}", flush=True)
+    progress = steps.EpochProgress(epochs, "  ") if epochs else None
+    return steps.train(model.dataset_id, model.configuration, model.fold, model.trainer, env, log,
+                       list(model.train_args), on_line=progress, device=device, commands=commands)
 
 
 @dataclass(frozen=True)
@@ -224,22 +244,15 @@ class Benchmark:
         fold_folder = os.path.join(steps.model_folder(env, self.dataset, trainer, args.configuration, args.plans),
                                    f"fold_{args.fold}")
         plans_args = [] if args.plans == "nnUNetPlans" else ["-p", args.plans]
-        train_seconds = None
-        if args.retrain or not os.path.isfile(os.path.join(fold_folder, "checkpoint_final.pth")):
-            if os.path.isdir(fold_folder):
-                shutil.rmtree(fold_folder)   # under work/: this benchmark's own run
-            print(f"[benchmark] training {trainer}, run {run}", flush=True)
-            train_seconds = steps.train(self.dataset_id, args.configuration, args.fold, trainer, env, log,
-                                        plans_args, steps.EpochProgress(args.epochs, "  "), device=args.device,
-                                        commands=self.commands)
-        else:
-            print(f"[benchmark] {trainer}, run {run}: reusing {fold_folder}", flush=True)
+        model = Model(self.dataset_id, args.configuration, args.fold, trainer, fold_folder,
+                      ["--disable_tta", *plans_args], plans_args)
+        train_seconds = train_fold(model, env, log, args.retrain, args.device, self.commands,   # under work/
+                                   f"{trainer}, run {run}", args.epochs)
         inputs = link_inputs(self.raw, self.dataset_json, self.cases, os.path.join(self.work, "inputs"))
         per_case = os.path.join(self.out, "per_case", f"{slug(trainer)}__run{run}_dense_eval.json")
         os.makedirs(os.path.dirname(per_case), exist_ok=True)
         scores = predict_and_score(
-            Model(self.dataset_id, args.configuration, args.fold, trainer, fold_folder, ["--disable_tta", *plans_args]),
-            inputs, os.path.join(self.work, "predictions", f"{trainer}__run{run}"), len(self.cases),
+            model, inputs, os.path.join(self.work, "predictions", f"{trainer}__run{run}"), len(self.cases),
             Reference(self.reference, self.classes, self.dataset_json["file_ending"]), per_case, env, log,
             device=args.device, commands=self.commands)
         return {"trainer": trainer, "run": run, **scores, "train_wall_s": train_seconds,
