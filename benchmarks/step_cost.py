@@ -3,9 +3,9 @@ relative to nnU-Net's, without data loading.
 
     python benchmarks/step_cost.py --workdir benchmarks/work -d 801 -c 2d_lite \
         --trainers nnUNetTrainerBudget nnUNetTrainerPCLMix nnUNetTrainerPCLMix_noMix [--repeats 5] \
-        [--modes fp32 fast] [--out benchmarks/results/step_cost_801_2d_lite]
+        [--modes fp32 fast] [-p nnUNetResEncUNetMPlans] [--out benchmarks/results/step_cost_801_2d_lite]
 
-Each trainer is built the way ``nnUNetv2_train`` builds it (same plans, configuration, fold 0) once per mode
+Each trainer is built the way ``nnUNetv2_train`` builds it (same plans (``-p``), configuration, fold 0) once per mode
 (``fp32``: ``NNW_CPU_BF16=0``; ``fast``: the default, bf16 autocast where the CPU has native bf16), takes one
 real training batch from its own data loader (augmented, single-threaded; the same batch for every mode), and
 then runs ``train_step`` on that batch ``--repeats`` times per mode after one warm-up step each, the modes
@@ -58,13 +58,14 @@ def cpu_bf16_setting(value: str):
             os.environ["NNW_CPU_BF16"] = saved
 
 
-def prepared_trainer(dataset: str, configuration: str, trainer_name: str, mode: str, progress: float):
+def prepared_trainer(dataset: str, configuration: str, trainer_name: str, mode: str, progress: float,
+                     plans: str = "nnUNetPlans"):
     """A trainer as nnUNetv2_train builds it under ``mode``, its schedule at ``progress``, plus its loaders."""
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
     with cpu_bf16_setting(MODES[mode]):
-        trainer = get_trainer_from_args(dataset, configuration, 0, trainer_name, "nnUNetPlans",
+        trainer = get_trainer_from_args(dataset, configuration, 0, trainer_name, plans,
                                         device=torch.device("cpu"))
         trainer.initialize()
     loaders = trainer.get_dataloaders()
@@ -84,10 +85,10 @@ def prepared_trainer(dataset: str, configuration: str, trainer_name: str, mode: 
 
 
 def measure(dataset: str, configuration: str, trainer_name: str, modes: list, repeats: int,
-            progress: float) -> dict:
+            progress: float, plans: str = "nnUNetPlans") -> dict:
     import torch
 
-    built = {m: prepared_trainer(dataset, configuration, trainer_name, m, progress) for m in modes}
+    built = {m: prepared_trainer(dataset, configuration, trainer_name, m, progress, plans) for m in modes}
     batch = next(built[modes[0]][1][0])
     trainers = {m: t for m, (t, _) in built.items()}
     step = interleaved_medians({m: (lambda t=t: t.train_step(batch)) for m, t in trainers.items()}, repeats)
@@ -103,7 +104,8 @@ def measure(dataset: str, configuration: str, trainer_name: str, modes: list, re
         trainer.network.eval()
         trainer.set_deep_supervision_enabled(False)
     infer = interleaved_medians({m: inference(t) for m, t in trainers.items()}, repeats)
-    row = {"trainer": trainer_name, "batch_size": trainers[modes[0]].batch_size,
+    row = {"trainer": trainer_name, "plans": trainers[modes[0]].plans_manager.plans_name,
+           "batch_size": trainers[modes[0]].batch_size,
            "patch_size": list(trainers[modes[0]].configuration_manager.patch_size),
            "threads": torch.get_num_threads(),
            "modes": {m: {"precision": trainers[m].precision, "step_s": step[m], "inference_s": infer[m]}
@@ -120,7 +122,8 @@ def measure(dataset: str, configuration: str, trainer_name: str, modes: list, re
 def table(rows: list, modes: list, args, argv) -> str:
     ref = rows[0]
     first, last = modes[0], modes[-1]
-    head = (f"# Step and inference cost, dataset {args.d}, {args.c} (median of {args.repeats}, modes interleaved, "
+    plans = "" if args.p == "nnUNetPlans" else f" ({args.p})"
+    head = (f"# Step and inference cost, dataset {args.d}, {args.c}{plans} (median of {args.repeats}, modes interleaved, "
             f"{ref['threads']} CPU threads, batch {ref['batch_size']} x {ref['patch_size']}, schedule at "
             f"{args.progress:.0%})")
     cols = " | ".join(f"{m} step (s)" for m in modes)
@@ -152,6 +155,8 @@ def main(argv=None) -> int:
                         "nnUNet_preprocessed (the ACDC benchmark's work folder)")
     parser.add_argument("-d", required=True, help="dataset id or name (planned and preprocessed)")
     parser.add_argument("-c", default="2d_lite", help="configuration")
+    parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (nnU-Net's -p), e.g. "
+                                                          "nnUNetResEncUNetMPlans")
     parser.add_argument("--trainers", nargs="+", required=True, help="the first one is the reference")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES),
                         help="precision modes to compare; the ratio columns divide the first by the last")
@@ -169,7 +174,7 @@ def main(argv=None) -> int:
 
     rows = []
     for name in args.trainers:
-        rows.append(measure(args.d, args.c, name, args.modes, args.repeats, args.progress))
+        rows.append(measure(args.d, args.c, name, args.modes, args.repeats, args.progress, args.p))
         print(f"[step_cost] {name}: " + ", ".join(f"{m} {v['step_s']:.3f} s" for m, v in rows[-1]["modes"].items()),
               flush=True)
     write_report(out, table(rows, args.modes, args, argv), rows)

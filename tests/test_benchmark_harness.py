@@ -354,6 +354,23 @@ def test_step_cost_compares_fp32_and_fast_path(use_env, tmp_path):
         assert r["modes"]["fp32"]["precision"] == "fp32" and r["speedup_step"] > 0
     assert rows[0]["step_ratio"] == 1.0
     assert "fp32 / fast step" in open(out + ".md").read()
+    # -p: the trainers are built from other plans (e.g. nnU-Net's ResEnc presets), as nnUNetv2_train -p builds them
+    pre = os.path.join(env["nnUNet_preprocessed"], "Dataset981_NNWTiny")
+    plans = json.loads(open(os.path.join(pre, "nnUNetPlans.json")).read())
+    plans["plans_name"] = "nnUNetPlansStepCostTest"
+    plans["configurations"]["2d"]["batch_size"] = 3
+    other = os.path.join(pre, "nnUNetPlansStepCostTest.json")
+    with open(other, "w") as f:
+        json.dump(plans, f)
+    try:
+        step_cost.main(["--workdir", os.path.dirname(env["nnUNet_raw"]), "-d", "981", "-c", "2d", "-p",
+                        "nnUNetPlansStepCostTest", "--trainers", "nnUNetTrainerBudget", "--repeats", "1",
+                        "--modes", "fast", "--out", out])
+    finally:
+        os.remove(other)
+    row = json.loads(open(out + ".json").read())[0]
+    assert (row["plans"], row["batch_size"]) == ("nnUNetPlansStepCostTest", 3)
+    assert "(nnUNetPlansStepCostTest)" in open(out + ".md").read().splitlines()[0]
 
 
 def test_iteration_cost_reads_step_and_loader_wait_from_real_training(use_env, tmp_path):
