@@ -30,8 +30,8 @@ from nnunet_weak.annotation.nnunet_io import acdc_fold_patients, acdc_patient
 from nnunet_weak.dataset_conversion import conversion_module
 from nnunet_weak.evaluation.evaluate_dense import json_ready
 from nnunet_weak.experiment import steps
-from nnunet_weak.experiment.benchmark import (Model, Reference, fmt, link_inputs, mean_sd, predict_and_score,
-                                              train_fold)
+from nnunet_weak.experiment.benchmark import (Model, Reference, fmt, link_inputs, mean_sd, plans_args,
+                                              predict_and_score, train_fold)
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
 from nnunet_weak.utilities import timing_file
@@ -167,9 +167,8 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         raise NNWError(f"{plans_file} not found: --plans {plans} names plans {run['dataset']} does not have; a "
                        f"ModelMix pairing (--pair TARGET:{run['dataset_id']}) writes nnUNetPlans_mm<TARGET>.")
     fold_folder = training_fold(env, {**run, "plans": plans}, args.configuration, args.fold)
-    plans_args = [] if plans == DEFAULT_PLANS else ["-p", plans]
     model = Model(run["dataset_id"], args.configuration, args.fold, run["trainer"], fold_folder,
-                  ([] if args.tta else ["--disable_tta"]) + plans_args, plans_args)
+                  ([] if args.tta else ["--disable_tta"]) + plans_args(plans), plans_args(plans))
     if run["trainer"] == AUX_TRAINER:
         print(f"[benchmark] exporting the auxiliary network of {fold_folder}")
         steps.run_command(["nnunet_weak_modelmix_export", "-d", source["target_id"], "-c", args.configuration,

@@ -123,8 +123,8 @@ def table(rows: list, modes: list, args, argv) -> str:
     ref = rows[0]
     first, last = modes[0], modes[-1]
     plans = "" if args.p == "nnUNetPlans" else f" ({args.p})"
-    head = (f"# Step and inference cost, dataset {args.d}, {args.c}{plans} (median of {args.repeats}, modes interleaved, "
-            f"{ref['threads']} CPU threads, batch {ref['batch_size']} x {ref['patch_size']}, schedule at "
+    head = (f"# Step and inference cost, dataset {args.d}, {args.c}{plans} (median of {args.repeats}, modes "
+            f"interleaved, {ref['threads']} CPU threads, batch {ref['batch_size']} x {ref['patch_size']}, schedule at "
             f"{args.progress:.0%})")
     cols = " | ".join(f"{m} step (s)" for m in modes)
     icols = " | ".join(f"{m} inference (s)" for m in modes)

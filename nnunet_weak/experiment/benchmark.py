@@ -101,6 +101,11 @@ class Model:
     train_args: Sequence[str] = ()
 
 
+def plans_args(plans: str) -> List[str]:
+    """``nnUNetv2_train`` / ``_predict``'s ``-p PLANS``, none for nnU-Net's default plans."""
+    return [] if plans == "nnUNetPlans" else ["-p", plans]
+
+
 def train_fold(model: Model, env: Dict[str, str], log: str, retrain: bool = False, device: Optional[str] = "cpu",
                commands: Optional[List[str]] = None, what: Optional[str] = None, epochs: Optional[int] = None) -> \
         Optional[float]:
@@ -243,9 +248,8 @@ class Benchmark:
         log = os.path.join(self.work, "benchmark.log")
         fold_folder = os.path.join(steps.model_folder(env, self.dataset, trainer, args.configuration, args.plans),
                                    f"fold_{args.fold}")
-        plans_args = [] if args.plans == "nnUNetPlans" else ["-p", args.plans]
         model = Model(self.dataset_id, args.configuration, args.fold, trainer, fold_folder,
-                      ["--disable_tta", *plans_args], plans_args)
+                      ["--disable_tta", *plans_args(args.plans)], plans_args(args.plans))
         train_seconds = train_fold(model, env, log, args.retrain, args.device, self.commands,   # under work/
                                    f"{trainer}, run {run}", args.epochs)
         inputs = link_inputs(self.raw, self.dataset_json, self.cases, os.path.join(self.work, "inputs"))
