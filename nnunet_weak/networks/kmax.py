@@ -37,6 +37,7 @@ from torch import nn
 
 from nnunet_weak.networks.blocks import (ChannelLayerNorm, batch_norm_nd, conv_nd, depthwise_conv_nd, instance_norm_nd,
                                         trunc_normal_)
+from nnunet_weak.utilities.class_map import class_map
 from nnunet_weak.utilities.cpu_bf16 import float32_region
 from nnunet_weak.utilities.errors import NNWError
 
@@ -214,7 +215,7 @@ class KMaXLayer(nn.Module):
 
         logits = self.assignment_logits(pixel_space, query_space).flatten(2)               # (b, n, x)
         with torch.no_grad():
-            hard = torch.zeros_like(logits, dtype=torch.float32).scatter_(1, logits.argmax(1, keepdim=True), 1.0)
+            hard = torch.zeros_like(logits, dtype=torch.float32).scatter_(1, class_map(logits, keepdim=True), 1.0)
         with float32_region(values):
             summed = torch.einsum("bnx,bqx->bqn", hard, values.float())                   # sum, not mean
         queries = queries + self.update_norm(self.update(self.update_in_norm(summed)))

@@ -22,6 +22,7 @@ from nnunet_weak.data.cutmix import dynamic_mix
 from nnunet_weak.losses.partial_ce import PartialCrossEntropy
 from nnunet_weak.training.loss_factory import full_resolution
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
+from nnunet_weak.utilities.class_map import class_map
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -51,12 +52,12 @@ class nnUNetTrainerDynamicMix(nnUNetTrainerWeakBase):
         """(b, H, W) pseudo labels of the two sources from the clean pass's outputs, without gradient."""
         heads = output if isinstance(output, (list, tuple)) else [output]
         full = heads[0].detach()
-        label_a = full.argmax(1)
+        label_a = class_map(full)
         if self.pseudo_head_b == 0:
             return label_a, label_a
         coarse = F.interpolate(heads[self.pseudo_head_b].detach().float(), size=tuple(full.shape[2:]),
                                mode="bilinear", align_corners=False)
-        return label_a, coarse.argmax(1)
+        return label_a, class_map(coarse)
 
     def compute_loss(self, output, target, data, batch):
         sup = self.loss(output, target)

@@ -39,6 +39,7 @@ from nnunet_weak.networks.peer import peer_architecture
 from nnunet_weak.training.loss_factory import full_resolution
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities import cpu_bf16
+from nnunet_weak.utilities.class_map import class_map
 from nnunet_weak.utilities.ramps import OnsetGate
 
 AFFINITY_DESTROYING = (GaussianNoiseTransform, GaussianBlurTransform, SimulateLowResolutionTransform)
@@ -114,7 +115,7 @@ class nnUNetTrainerPASeg(nnUNetTrainerWeakBase):
             foreground = (labels > 0) & (labels != ignore) if ignore is not None else labels > 0
             if not foreground.any():
                 return 1.0
-            return (logits.argmax(1, keepdim=True) == labels)[foreground].float().mean().item()
+            return (class_map(logits, keepdim=True) == labels)[foreground].float().mean().item()
 
     def regulariser_weight(self) -> float:
         start, end = self.ramp_start, self.ramp_end

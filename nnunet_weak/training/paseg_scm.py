@@ -34,6 +34,7 @@ from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, har
 from nnunet_weak.training.paseg import nnUNetTrainerPASeg, nnUNetTrainerPASegAux
 from nnunet_weak.training.two_networks import (frozen_copy, load_network_weights, optimizer_like_nnunet, refresh,
                                                set_deep_supervision)
+from nnunet_weak.utilities.class_map import class_map
 from nnunet_weak.utilities.env import env_flag, env_path
 from nnunet_weak.utilities.errors import NNWError
 
@@ -129,7 +130,7 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
                 target = target.to(self.device)[:, 0].long()
                 with self.autocast():
                     output = network(data)
-                predicted = full_resolution(output).argmax(1)
+                predicted = class_map(full_resolution(output))
                 for c in torch.unique(target).tolist():
                     if c == 0 or c == ignore:
                         continue
@@ -157,7 +158,7 @@ class nnUNetTrainerPASegSCM(nnUNetTrainerPASeg):
     # ------------------------------------------------------------------ loss
     def _monitored_loss(self, output, own_snapshot, peer_snapshot):
         deep = isinstance(output, (list, tuple))
-        pseudo = hard_targets_like(own_snapshot.argmax(dim=1, keepdim=True), output)
+        pseudo = hard_targets_like(class_map(own_snapshot, keepdim=True), output)
         self_term = self.pseudo_label_loss(output, pseudo if deep else pseudo[0])
         cross_term = self.kd_loss(full_resolution(output), peer_snapshot)
         return (1 - self.alpha) * self_term + self.alpha * cross_term, self_term, cross_term

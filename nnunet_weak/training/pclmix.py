@@ -34,6 +34,7 @@ from nnunet_weak.networks.pclmix_net import build_pclmix_network
 from nnunet_weak.training.loss_factory import dice_ce_loss, full_resolution, with_deep_supervision
 from nnunet_weak.training.weak_base import nnUNetTrainerWeakBase
 from nnunet_weak.utilities import cpu_bf16
+from nnunet_weak.utilities.class_map import class_map
 from nnunet_weak.utilities.errors import NNWError
 
 
@@ -118,7 +119,7 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
             p_aux = torch.softmax(aux.float(), 1)
             p_mean = (p_cnn + p_aux) / 2
             entropy = -(p_mean * torch.log(p_mean + 1e-6)).sum(1)
-            certain = torch.where(entropy > self.certainty_threshold(), -1, p_mean.argmax(1))
+            certain = torch.where(entropy > self.certainty_threshold(), -1, class_map(p_mean))
             labelled = scribble[:, 0] != ignore
             certain = torch.where(labelled, scribble[:, 0].long(), certain)
 
@@ -130,7 +131,7 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
         ctr = torch.zeros((), device=logits.device)
         if self.contrast_weight > 0 and t > self.contrast_start:
             w_ctr = self.contrast_weight * t ** self.contrast_power
-            ctr = self.contrast(embedding, certain, logits.detach().argmax(1), self.queue)
+            ctr = self.contrast(embedding, certain, class_map(logits.detach()), self.queue)
         loss = sup + w_ctr * ctr
 
         if self.use_mix:
@@ -148,7 +149,7 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
         """(L_mix + L_pl, mixed logit MSE, logs) of one mixed batch; p_cnn / p_aux are the clean pass's
         probabilities (no gradient)."""
         with torch.no_grad():
-            data_m, target_m, pseudo_m = dynamic_mix(data, target, p_cnn.argmax(1), p_aux.argmax(1),
+            data_m, target_m, pseudo_m = dynamic_mix(data, target, class_map(p_cnn), class_map(p_aux),
                                                      self.mix_area)  # cross-decoder pseudo labels
         scribble_m = full_resolution(target_m)
 
