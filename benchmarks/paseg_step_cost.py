@@ -4,7 +4,8 @@
         [--repeats 10] [--out benchmarks/results/paseg_step_cost]
 
 For each configuration of the plans: the network nnU-Net builds (deep supervision on), a random batch of the
-planned batch and patch size, and the median wall time of forward + backward for
+planned batch and patch size, and the median wall time of forward + backward (the six measurements below
+interleaved call by call, after one warm-up call each, so that load drift hits them alike) for
   (a) nnU-Net's partial loss only (the nnU-Net+pL step without data loading and optimiser),
   (b) (a) + mCRF on the full-resolution head,
   (c) (a) + mCRF + VM,
@@ -19,10 +20,14 @@ import os
 import sys
 
 import torch
-from step_cost import median_seconds  # benchmarks/ is on the path when run as a script
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from step_cost import interleaved_medians  # noqa: E402  (a sibling script, not a package)
 
 from nnunet_weak.losses.gated_crf import MultiViewGatedCRFLoss
 from nnunet_weak.losses.variance import VarianceMinimisationLoss
+from nnunet_weak.utilities.class_map import class_map
 
 
 def measure(plans_file: str, configuration: str, repeats: int) -> dict:
@@ -84,8 +89,8 @@ def measure(plans_file: str, configuration: str, repeats: int) -> dict:
         out_a, out_b = net(x), peer(x)
         with torch.no_grad():
             t_a, t_b = snap_a(x), snap_b(x)
-        loss = 0.5 * dense_loss(out_a, hard_targets_like(t_a.argmax(1, keepdim=True), out_a)) + 0.5 * kd(out_a[0], t_b)
-        loss = loss + 0.5 * dense_loss(out_b, hard_targets_like(t_b.argmax(1, keepdim=True), out_b)) + \
+        loss = 0.5 * dense_loss(out_a, hard_targets_like(class_map(t_a, keepdim=True), out_a)) + 0.5 * kd(out_a[0], t_b)
+        loss = loss + 0.5 * dense_loss(out_b, hard_targets_like(class_map(t_b, keepdim=True), out_b)) + \
             0.5 * kd(out_b[0], t_a)
         loss.backward()
 
@@ -98,12 +103,10 @@ def measure(plans_file: str, configuration: str, repeats: int) -> dict:
         return run
 
     r = {"configuration": configuration, "batch_size": cm.batch_size, "patch_size": list(cm.patch_size),
-         "crf_grid": list(crf.grid_shape(cm.patch_size)), "threads": torch.get_num_threads(),
-         "step_seg": median_seconds(step(False, False), repeats),
-         "step_seg_crf": median_seconds(step(True, False), repeats),
-         "step_seg_crf_vm": median_seconds(step(True, True), repeats),
-         "step_scm": median_seconds(scm_step, repeats),
-         "crf_alone": median_seconds(alone(crf), repeats), "vm_alone": median_seconds(alone(vm), repeats)}
+         "crf_grid": list(crf.grid_shape(cm.patch_size)), "threads": torch.get_num_threads()}
+    r.update(interleaved_medians({"step_seg": step(False, False), "step_seg_crf": step(True, False),
+                                  "step_seg_crf_vm": step(True, True), "step_scm": scm_step,
+                                  "crf_alone": alone(crf), "vm_alone": alone(vm)}, repeats))
     r["crf_share"] = (r["step_seg_crf"] - r["step_seg"]) / r["step_seg_crf_vm"]
     r["regularisers_share"] = (r["step_seg_crf_vm"] - r["step_seg"]) / r["step_seg_crf_vm"]
     r["paseg_ratio"] = r["step_seg_crf_vm"] / r["step_seg"]
@@ -116,8 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--plans", required=True, help="an nnUNetPlans.json with the configurations")
     parser.add_argument("--configurations", nargs="+", default=["2d_lite", "3d_lite"])
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                      "paseg_step_cost"))
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "paseg_step_cost"))
     args = parser.parse_args(argv)
     rows = [measure(args.plans, c, args.repeats) for c in args.configurations]
     lines = ["# PA-Seg regulariser cost per training step (forward + backward, median of "

@@ -373,6 +373,42 @@ def test_step_cost_compares_fp32_and_fast_path(use_env, tmp_path):
     assert "(nnUNetPlansStepCostTest)" in open(out + ".md").read().splitlines()[0]
 
 
+def test_step_profile_splits_a_real_step_by_kind_of_operation(use_env, tmp_path):
+    env, _ = use_env
+    profile = _benchmark_script("step_profile")
+    assert profile.group_of("aten::convolution_backward") == "convolution"
+    assert profile.group_of("aten::addmm") == "matrix products"
+    assert profile.group_of("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert profile.group_of("aten::native_layer_norm_backward") == "normalisation"
+    assert profile.group_of("aten::_foreach_add_") == "optimiser"      # not element-wise: the optimiser's rule wins
+    assert profile.group_of("aten::_to_copy") == "casts and copies"
+    assert profile.group_of("aten::leaky_relu_backward") == "element-wise"
+    assert profile.group_of("aten::empty_strided") == "other"
+    out = str(tmp_path / "profile")
+    profile.main(["--workdir", os.path.dirname(env["nnUNet_raw"]), "-d", "981", "-c", "2d", "--trainer",
+                  "nnUNetTrainerBudget", "--steps", "1", "--top", "5", "--out", out])
+    data = json.loads(open(out + ".json").read())
+    assert set(data) == {"fp32", "fast"}
+    for ops in data.values():   # a U-Net step runs convolutions forward and backward
+        assert sum(v["self_cpu_s"] for op, v in ops.items() if profile.group_of(op) == "convolution") > 0
+    text = open(out + ".md").read()
+    assert "| convolution |" in text and "| total |" in text and "Top 5 operators" in text
+
+
+def test_paseg_step_cost_times_the_regularisers_on_the_planned_network(use_env, tmp_path):
+    env, _ = use_env
+    cost = _benchmark_script("paseg_step_cost")
+    plans = os.path.join(env["nnUNet_preprocessed"], "Dataset981_NNWTiny", "nnUNetPlans.json")
+    out = str(tmp_path / "paseg")
+    cost.main(["--plans", plans, "--configurations", "2d", "--repeats", "1", "--out", out])
+    row = json.loads(open(out + ".json").read())[0]
+    assert row["configuration"] == "2d"
+    for key in ("step_seg", "step_seg_crf", "step_seg_crf_vm", "step_scm", "crf_alone", "vm_alone"):
+        assert row[key] > 0
+    assert row["paseg_ratio"] == row["step_seg_crf_vm"] / row["step_seg"]
+    assert "| 2d |" in open(out + ".md").read()
+
+
 def test_iteration_cost_reads_step_and_loader_wait_from_real_training(use_env, tmp_path):
     env, _ = use_env
     cost = _benchmark_script("iteration_cost")
