@@ -470,8 +470,11 @@ def main(argv=None) -> int:
 
 
 def invocation(argv) -> str:
-    # the CPU fast path is an environment setting; a reproduction needs it too
+    # environment settings a reproduction needs too: the CPU fast path, and a seed given to a call without --runs
+    # (--runs K seeds its runs itself)
     prefix = "NNW_CPU_BF16=1 " if os.environ.get("NNW_CPU_BF16", "").strip().lower() in ("1", "true", "yes") else ""
+    seed = os.environ.get("NNW_SEED", "").strip()
+    prefix += f"NNW_SEED={seed} " if seed else ""
     return prefix + "python benchmarks/acdc_benchmark.py " + " ".join(
         f'"{a}"' if " " in a else a for a in (argv if argv is not None else sys.argv[1:]))
 

@@ -334,6 +334,16 @@ def test_precision_column_appears_once_a_row_trained_on_the_fast_path(tmp_path):
     assert train_precision(str(tmp_path / "missing")) is None
 
 
+def test_reproduce_line_carries_the_environment_the_runs_used(monkeypatch):
+    monkeypatch.setenv("NNW_CPU_BF16", "1")
+    monkeypatch.setenv("NNW_SEED", "1")
+    assert bench.invocation(["--run", "801:T:a b"]) == \
+        'NNW_CPU_BF16=1 NNW_SEED=1 python benchmarks/acdc_benchmark.py --run "801:T:a b"'
+    monkeypatch.setenv("NNW_CPU_BF16", "0")
+    monkeypatch.delenv("NNW_SEED")
+    assert bench.invocation(["--runs", "3"]) == "python benchmarks/acdc_benchmark.py --runs 3"
+
+
 def _benchmark_script(name):
     spec = importlib.util.spec_from_file_location(
         name, os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py"))
