@@ -111,9 +111,7 @@ def measure(dataset: str, configuration: str, trainer_name: str, modes: list, re
            "modes": {m: {"precision": trainers[m].precision, "step_s": step[m], "inference_s": infer[m]}
                      for m in modes}}
     for _, loaders in built.values():
-        for dl in loaders:
-            if hasattr(dl, "_finish"):
-                dl._finish()
+        finish_loaders(loaders)
     del built, trainers
     gc.collect()
     return row
@@ -149,27 +147,43 @@ def table(rows: list, modes: list, args, argv) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_trainer_arguments(parser) -> None:
+    """The arguments that say which trainers to build and how (shared with step_profile.py)."""
     parser.add_argument("--workdir", default=os.path.join(HERE, "work"), help="folder holding nnUNet_raw and "
                         "nnUNet_preprocessed (the ACDC benchmark's work folder)")
     parser.add_argument("-d", required=True, help="dataset id or name (planned and preprocessed)")
     parser.add_argument("-c", default="2d_lite", help="configuration")
     parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (nnU-Net's -p), e.g. "
                                                           "nnUNetResEncUNetMPlans")
-    parser.add_argument("--trainers", nargs="+", required=True, help="the first one is the reference")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES),
                         help="precision modes to compare; the ratio columns divide the first by the last")
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--progress", type=float, default=0.5, help="fraction of training the schedule is at")
-    parser.add_argument("--out", default=None, help="output prefix (default results/step_cost_<d>_<c>)")
-    args = parser.parse_args(argv)
+
+
+def use_workdir(workdir: str, scratch_prefix: str) -> None:
+    """nnU-Net's folders for building trainers from ``workdir``; the trainers' log files and folders go to a
+    scratch folder, not next to the benchmark's trained models; augmentation in this process."""
     for sub in ("nnUNet_raw", "nnUNet_preprocessed"):
-        os.environ[sub] = os.path.join(os.path.abspath(args.workdir), sub)
-    # the trainers' log files and folders go to a scratch folder, not next to the benchmark's trained models
-    os.environ["nnUNet_results"] = tempfile.mkdtemp(prefix="nnw_step_cost_")
+        os.environ[sub] = os.path.join(os.path.abspath(workdir), sub)
+    os.environ["nnUNet_results"] = tempfile.mkdtemp(prefix=scratch_prefix)
     os.environ["nnUNet_n_proc_DA"] = "0"
     os.environ.setdefault("nnUNet_compile", "f")
+
+
+def finish_loaders(loaders) -> None:
+    for dl in loaders:
+        if hasattr(dl, "_finish"):
+            dl._finish()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_trainer_arguments(parser)
+    parser.add_argument("--trainers", nargs="+", required=True, help="the first one is the reference")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=None, help="output prefix (default results/step_cost_<d>_<c>)")
+    args = parser.parse_args(argv)
+    use_workdir(args.workdir, "nnw_step_cost_")
     out = args.out or os.path.join(HERE, "results", f"step_cost_{args.d}_{args.c}")
 
     rows = []

@@ -16,12 +16,11 @@ import argparse
 import collections
 import os
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from step_cost import MODES, prepared_trainer, write_report  # noqa: E402
+from step_cost import add_trainer_arguments, finish_loaders, prepared_trainer, use_workdir, write_report  # noqa: E402
 
 # operator name -> group; the first matching rule wins (substring match on the aten name)
 GROUPS = (
@@ -97,34 +96,22 @@ def report(profile: dict, modes: list, top: int, args, argv) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=os.path.join(HERE, "work"), help="folder holding nnUNet_raw and "
-                        "nnUNet_preprocessed (the ACDC benchmark's work folder)")
-    parser.add_argument("-d", required=True, help="dataset id or name (planned and preprocessed)")
-    parser.add_argument("-c", default="2d_lite", help="configuration")
-    parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (nnU-Net's -p)")
+    add_trainer_arguments(parser)
     parser.add_argument("--trainer", required=True)
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--steps", type=int, default=3, help="profiled steps per mode")
     parser.add_argument("--top", type=int, default=25, help="operators listed individually")
-    parser.add_argument("--progress", type=float, default=0.5, help="fraction of training the schedule is at")
     parser.add_argument("--out", default=None, help="output prefix (default results/step_profile_<d>_<trainer>)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    for sub in ("nnUNet_raw", "nnUNet_preprocessed"):
-        os.environ[sub] = os.path.join(os.path.abspath(args.workdir), sub)
-    os.environ["nnUNet_results"] = tempfile.mkdtemp(prefix="nnw_step_profile_")
-    os.environ["nnUNet_n_proc_DA"] = "0"
-    os.environ.setdefault("nnUNet_compile", "f")
+    use_workdir(args.workdir, "nnw_step_profile_")
     out = args.out or os.path.join(HERE, "results", f"step_profile_{args.d}_{args.trainer}")
 
     built = {m: prepared_trainer(args.d, args.c, args.trainer, m, args.progress, args.p) for m in args.modes}
     batch = next(built[args.modes[0]][1][0])
     profile = profile_steps({m: t for m, (t, _) in built.items()}, batch, args.steps)
     for _, loaders in built.values():
-        for dl in loaders:
-            if hasattr(dl, "_finish"):
-                dl._finish()
+        finish_loaders(loaders)
     write_report(out, report(profile, args.modes, args.top, args, argv),
                  {m: {op: {"self_cpu_s": t, "calls": c} for op, (t, c) in ops.items()} for m, ops in profile.items()})
     return 0
