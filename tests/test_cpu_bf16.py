@@ -197,6 +197,34 @@ def test_trainer_step_on_fast_path_runs_bf16_convolutions(use_env, native):
     assert trainer._loader_wait >= 0.0
 
 
+def test_a_trainer_the_fast_path_hurts_trains_in_float32_and_predicts_on_it(use_env, native):
+    native("AMX-BF16")
+    trainer = make_trainer("nnUNetTrainerPCLMix_noContrast")
+    trainer.initialize()
+    assert not trainer.cpu_bf16 and trainer.precision == "fp32"
+    assert not isinstance(getattr(trainer.loss, "loss", trainer.loss), cpu_bf16.Float32Loss)
+    dtypes = []
+    first_conv = next(m for m in trainer.network.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda m, a, o: dtypes.append(o.dtype))
+    loader, _ = trainer.get_dataloaders()
+    trainer.on_train_epoch_start()
+    trainer.train_step(next(loader))
+    trainer.network(torch.randn(2, 1, *trainer.configuration_manager.patch_size))  # the builder's hooks: off
+    assert dtypes and set(dtypes) == {torch.float32}
+    log = open(trainer.log_file).read()
+    assert "CPU fast path off for nnUNetTrainerPCLMix_noContrast" in log
+    # what nnUNetv2_predict rebuilds still computes in bf16
+    predicting = type(trainer).build_network_architecture(
+        trainer.plans_manager, trainer.configuration_manager, 1, trainer.label_manager.num_segmentation_heads, False)
+    assert cpu_bf16.has_inference_hooks(predicting)
+    seen = []
+    next(m for m in predicting.modules() if isinstance(m, torch.nn.Conv2d)).register_forward_hook(
+        lambda m, a, o: seen.append(o.dtype))
+    with torch.no_grad():
+        predicting.eval()(torch.randn(1, 1, *trainer.configuration_manager.patch_size))
+    assert seen == [torch.bfloat16]
+
+
 def test_depthwise_conv3d_trains_under_bf16_autocast_where_onednn_crashed():
     """oneDNN's bf16 channels-last depthwise 3D backward segfaulted for this shape (torch 2.13); UX-Net's blocks
     keep that convolution in float32. Run in a child process: a crash must fail this test, not end the session."""
@@ -226,5 +254,5 @@ def test_inference_contract_on_the_fast_path(use_env, native, name):
     from nnunet_weak.training.contract import check_inference_contract
     native("AMX-BF16")
     trainer = make_trainer(name)
-    assert trainer.cpu_bf16
+    assert trainer.cpu_bf16 == (type(trainer).cpu_bf16_refused is None)   # PCLMix trains in fp32, predicts in bf16
     check_inference_contract(trainer)

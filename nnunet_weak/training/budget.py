@@ -72,6 +72,9 @@ class nnUNetTrainerBudget(nnUNetTrainer):
     # A trainer's own default length (None: nnU-Net's 1000 epochs). Resolved once, in this order: nnU-Net's
     # defaults, this class attribute, then the NNW_* length variables.
     default_num_epochs: Optional[int] = None
+    # Why this trainer trains in float32 even with NNW_CPU_BF16=1 (None: it takes the CPU fast path). Prediction
+    # keeps the fast path: the network nnUNetv2_predict builds is hooked as usual.
+    cpu_bf16_refused: Optional[str] = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -99,8 +102,13 @@ class nnUNetTrainerBudget(nnUNetTrainer):
                                    "nnU-Net padding); the weak trainers read it")
         dims = len(self.configuration_manager.patch_size)
         self.cpu_bf16 = self.device.type == "cpu" and cpu_bf16.cpu_bf16_enabled(dims)
+        self.cpu_bf16_suspended = self.cpu_bf16 and self.cpu_bf16_refused is not None
+        if self.cpu_bf16_suspended:
+            self.cpu_bf16 = False
         if self.device.type == "cpu":
-            self.print_to_log_file(f"nnunet_weak: {cpu_bf16.describe(dims)}")
+            self.print_to_log_file(f"nnunet_weak: CPU fast path off for {type(self).__name__}: "
+                                   f"{self.cpu_bf16_refused}" if self.cpu_bf16_suspended else
+                                   f"nnunet_weak: {cpu_bf16.describe(dims)}")
             if get_allowed_n_proc_DA() > 0:
                 self.print_to_log_file("nnunet_weak: on the CPU, nnUNet_n_proc_DA=0 (augmentation in this process) "
                                        "is faster: worker processes compete with the training threads for the "
@@ -120,6 +128,8 @@ class nnUNetTrainerBudget(nnUNetTrainer):
             # the network computes in bf16 and returns float32; the loss stays float32
             cpu_bf16.install_inference_hooks(unwrap(self.network), on_cpu=True)
             self.loss = float32_loss(self.loss)
+        if first and self.cpu_bf16_suspended:
+            cpu_bf16.suspend_inference_hooks(unwrap(self.network))  # installed by the builder for prediction
 
     @property
     def precision(self) -> str:

@@ -38,10 +38,13 @@ def check_inference_contract(trainer, seed: int = 0, atol: float = 1e-5) -> dict
     # strict load happens in here (nnU-Net calls network.load_state_dict(weights) with strict=True)
     predictor.initialize_from_trained_model_folder(trainer.output_folder_base, (trainer.fold,), "checkpoint_final.pth")
     rebuilt = predictor.network
-    if getattr(trainer, "cpu_bf16", False) and not torch.cuda.is_available():
+    suspended = getattr(trainer, "cpu_bf16_suspended", False)
+    if (getattr(trainer, "cpu_bf16", False) or suspended) and not torch.cuda.is_available():
         assert cpu_bf16.has_inference_hooks(rebuilt), \
             "nnUNetv2_predict -device cpu would run this network in fp32: build_network_architecture must return " \
             "cpu_bf16.install_inference_hooks(network)"
+    if suspended:  # the trainer's network runs in fp32 (cpu_bf16_refused): compare in the same precision
+        cpu_bf16.suspend_inference_hooks(rebuilt)
     saved = load_checkpoint_file(checkpoint)["network_weights"]
     assert set(saved) == set(rebuilt.state_dict()), "saved network_weights and the rebuilt network differ in keys"
 

@@ -57,6 +57,8 @@ class nnUNetTrainerPCLMix(nnUNetTrainerWeakBase):
     temperature = 0.07
     partial_dice = False        # True: nnU-Net's masked Dice + CE instead of pCE for the main decoder
     projection_norm = "plans"   # the projection head's norm: the plans' (InstanceNorm) or "batch" (original)
+    cpu_bf16_refused = ("bf16 training lowered its Dice on ACDC (README, CPU fast path), so it trains in float32; "
+                        "prediction keeps the fast path")
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):

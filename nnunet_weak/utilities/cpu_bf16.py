@@ -106,6 +106,8 @@ class Float32Loss(nn.Module):
 
 
 def _enter(module: nn.Module, args):
+    if module.__dict__.get(_HOOK_TAG + "_suspended"):
+        return None
     tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
     if tensor is None or tensor.device.type != "cpu":
         return None
@@ -137,6 +139,13 @@ def install_inference_hooks(network: nn.Module, on_cpu: bool = False) -> nn.Modu
     network.register_forward_pre_hook(_enter)
     network.register_forward_hook(_leave, always_call=True)
     setattr(network, _HOOK_TAG, True)
+    return network
+
+
+def suspend_inference_hooks(network: nn.Module) -> nn.Module:
+    """Make the hooks of :func:`install_inference_hooks` on ``network`` do nothing: ``network(x)`` computes in
+    float32 again (a trainer that must train in fp32 although its builder installed them). Returns ``network``."""
+    network.__dict__[_HOOK_TAG + "_suspended"] = True
     return network
 
 
