@@ -28,6 +28,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder, json_ready
 from nnunet_weak.evaluation.paired import compare, format_comparison, run_summary
 from nnunet_weak.experiment import steps
+from nnunet_weak.planning.pairing_io import DEFAULT_PLANS
 from nnunet_weak.utilities import timing_file
 from nnunet_weak.utilities.env import require_env
 from nnunet_weak.utilities.errors import NNWError
@@ -103,7 +104,7 @@ class Model:
 
 def plans_args(plans: str) -> List[str]:
     """``nnUNetv2_train`` / ``_predict``'s ``-p PLANS``, none for nnU-Net's default plans."""
-    return [] if plans == "nnUNetPlans" else ["-p", plans]
+    return [] if plans == DEFAULT_PLANS else ["-p", plans]
 
 
 def train_fold(model: Model, env: Dict[str, str], log: str, retrain: bool = False, device: Optional[str] = "cpu",
