@@ -2,7 +2,7 @@
 operation: the question "why does this trainer gain less than nnU-Net's 1.9x?" needs the step taken apart.
 
     python benchmarks/step_profile.py --workdir benchmarks/work -d 801 -c 2d_lite \
-        --trainer nnUNetTrainerPCLMix [--steps 3] [--top 25] [--out benchmarks/results/step_profile_801_pclmix]
+        --trainer nnUNetTrainerPCLMix [--steps 3] [--top 25] [--copy-shapes 12] [--out benchmarks/results/step_profile_801_pclmix]
 
 The trainer is built as ``benchmarks/step_cost.py`` builds it (``nnUNetv2_train``'s way, fold 0, schedule at
 ``--progress``), once per mode, and runs ``train_step`` on one real augmented batch: one warm-up step per mode,
@@ -64,7 +64,24 @@ def profile_steps(trainers: dict, batch, steps: int) -> dict:
     return {m: {op: (t / steps, c / steps) for op, (t, c) in ops.items()} for m, ops in totals.items()}
 
 
-def report(profile: dict, modes: list, top: int, args, argv) -> str:
+def copies_by_shape(trainers: dict, batch) -> dict:
+    """{mode: {input shapes: (self CPU seconds, calls)}} of ``aten::copy_`` in one step per mode, shapes recorded.
+
+    Which tensors are copied says why: weight-shaped copies would be casts of parameters, activation-shaped ones
+    come from the passes. Call counts do not depend on machine load; the times do (and recording shapes adds
+    overhead), so this step is not part of the grouped totals."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for mode, trainer in trainers.items():
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            trainer.train_step(batch)
+        out[mode] = {str(e.input_shapes): (e.self_cpu_time_total / 1e6, e.count)
+                     for e in prof.key_averages(group_by_input_shape=True) if e.key == "aten::copy_"}
+    return out
+
+
+def report(profile: dict, modes: list, top: int, args, argv, copies: dict = None) -> str:
     first, last = modes[0], modes[-1]
     groups = {m: collections.defaultdict(float) for m in modes}
     for m in modes:
@@ -88,6 +105,18 @@ def report(profile: dict, modes: list, top: int, args, argv) -> str:
     for op, (t, calls) in ops:
         times = " | ".join(f"{profile[m].get(op, (0.0, 0))[0]:.3f}" for m in modes)
         lines.append(f"| `{op}` | {group_of(op)} | {calls:.0f} | {times} |")
+    if copies:
+        shapes = sorted(set().union(*(copies[m] for m in modes)), key=lambda k: -copies[last].get(k, (0.0, 0))[0])
+        lines += ["", f"`aten::copy_` by input shapes (one more step per mode with shapes recorded; calls are exact, "
+                      f"times load-dependent), the {args.copy_shapes} most costly in the {last} step and the "
+                      f"total:", "",
+                  "| input shapes | " + " | ".join(f"calls {m}" for m in modes) + f" | {cols} |",
+                  "|---|" + "---|" * (2 * len(modes))]
+        for key in shapes[:args.copy_shapes]:
+            lines.append(f"| `{key}` | " + " | ".join(f"{copies[m].get(key, (0.0, 0))[1]}" for m in modes) +
+                         " | " + " | ".join(f"{copies[m].get(key, (0.0, 0))[0]:.3f}" for m in modes) + " |")
+        lines.append("| all | " + " | ".join(f"{sum(c for _, c in copies[m].values())}" for m in modes) + " | " +
+                     " | ".join(f"{sum(t for t, _ in copies[m].values()):.3f}" for m in modes) + " |")
     lines += ["", "The profiler's per-call overhead makes these totals larger than `step_cost.py`'s wall times; "
               "compare groups and modes, not absolute seconds.", "",
               "Reproduce: `python benchmarks/step_profile.py " + " ".join(argv or sys.argv[1:]) + "`", ""]
@@ -100,6 +129,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trainer", required=True)
     parser.add_argument("--steps", type=int, default=3, help="profiled steps per mode")
     parser.add_argument("--top", type=int, default=25, help="operators listed individually")
+    parser.add_argument("--copy-shapes", type=int, default=0, metavar="N",
+                        help="also list the N most costly aten::copy_ input shapes (one extra step per mode)")
     parser.add_argument("--out", default=None, help="output prefix (default results/step_profile_<d>_<trainer>)")
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -109,11 +140,16 @@ def main(argv=None) -> int:
 
     built = {m: prepared_trainer(args.d, args.c, args.trainer, m, args.progress, args.p) for m in args.modes}
     batch = next(built[args.modes[0]][1][0])
-    profile = profile_steps({m: t for m, (t, _) in built.items()}, batch, args.steps)
+    trainers = {m: t for m, (t, _) in built.items()}
+    profile = profile_steps(trainers, batch, args.steps)
+    copies = copies_by_shape(trainers, batch) if args.copy_shapes > 0 else None
     for _, loaders in built.values():
         finish_loaders(loaders)
-    write_report(out, report(profile, args.modes, args.top, args, argv),
-                 {m: {op: {"self_cpu_s": t, "calls": c} for op, (t, c) in ops.items()} for m, ops in profile.items()})
+    data = {m: {op: {"self_cpu_s": t, "calls": c} for op, (t, c) in ops.items()} for m, ops in profile.items()}
+    if copies:
+        data = {"operators": data, "copies_by_shape": {m: {k: {"self_cpu_s": t, "calls": c} for k, (t, c) in
+                                                          v.items()} for m, v in copies.items()}}
+    write_report(out, report(profile, args.modes, args.top, args, argv, copies), data)
     return 0
 
 

@@ -396,13 +396,18 @@ def test_step_profile_splits_a_real_step_by_kind_of_operation(use_env, tmp_path)
     assert profile.group_of("aten::empty_strided") == "other"
     out = str(tmp_path / "profile")
     profile.main(["--workdir", os.path.dirname(env["nnUNet_raw"]), "-d", "981", "-c", "2d", "--trainer",
-                  "nnUNetTrainerBudget", "--steps", "1", "--top", "5", "--out", out])
+                  "nnUNetTrainerBudget", "--steps", "1", "--top", "5", "--copy-shapes", "3", "--out", out])
     data = json.loads(open(out + ".json").read())
-    assert set(data) == {"fp32", "fast"}
-    for ops in data.values():   # a U-Net step runs convolutions forward and backward
+    assert set(data["operators"]) == {"fp32", "fast"}
+    for ops in data["operators"].values():   # a U-Net step runs convolutions forward and backward
         assert sum(v["self_cpu_s"] for op, v in ops.items() if profile.group_of(op) == "convolution") > 0
+    # bf16 autocast casts the float32 input batch for the first convolution: at least one copy of its shape
+    fast_copies = data["copies_by_shape"]["fast"]
+    firsts = [json.loads(k)[0] for k, v in fast_copies.items() if v["calls"] >= 1]
+    assert any(len(shape) == 4 and shape[1] == 1 for shape in firsts), sorted(fast_copies)
     text = open(out + ".md").read()
     assert "| convolution |" in text and "| total |" in text and "Top 5 operators" in text
+    assert "`aten::copy_` by input shapes" in text and "| all |" in text
 
 
 def test_paseg_step_cost_times_the_regularisers_on_the_planned_network(use_env, tmp_path):
