@@ -138,7 +138,10 @@ def table(rows: list, modes: list, args, argv) -> str:
         r["inference_ratio"] = m[last]["inference_s"] / ref["modes"][last]["inference_s"]
         steps_ = " | ".join(f"{m[k]['step_s']:.3f}" for k in modes)
         infers = " | ".join(f"{m[k]['inference_s']:.3f}" for k in modes)
-        lines.append(f"| {r['trainer']} | {steps_} | {r['speedup_step']:.2f} | {r['step_ratio']:.2f} | {infers} | "
+        # a trainer may refuse a mode's precision (cpu_bf16_refused): say so in its row, not only in the footer
+        differs = [f"{k}: {m[k]['precision']}" for k in modes if m[k]["precision"] != ref["modes"][k]["precision"]]
+        name = r["trainer"] + (f" ({', '.join(differs)})" if differs else "")
+        lines.append(f"| {name} | {steps_} | {r['speedup_step']:.2f} | {r['step_ratio']:.2f} | {infers} | "
                      f"{r['speedup_inference']:.2f} | {r['inference_ratio']:.2f} |")
     precisions = ", ".join(f"{k}: {ref['modes'][k]['precision']}" for k in modes)
     lines += ["", f"Precision per mode: {precisions}. Train step: `train_step` on one real augmented batch (data "

@@ -1,4 +1,5 @@
 """The benchmark harness's bookkeeping: run parsing, the cost ratio, the table and the chart."""
+import argparse
 import importlib.util
 import json
 import os
@@ -381,6 +382,19 @@ def test_step_cost_compares_fp32_and_fast_path(use_env, tmp_path):
     row = json.loads(open(out + ".json").read())[0]
     assert (row["plans"], row["batch_size"]) == ("nnUNetPlansStepCostTest", 3)
     assert "(nnUNetPlansStepCostTest)" in open(out + ".md").read().splitlines()[0]
+
+
+def test_step_cost_table_names_a_trainer_that_refused_the_fast_path():
+    step_cost = _benchmark_script("step_cost")
+
+    def row(name, fast_precision):
+        return {"trainer": name, "threads": 2, "batch_size": 12, "patch_size": [128, 112],
+                "modes": {"fp32": {"precision": "fp32", "step_s": 2.0, "inference_s": 1.0},
+                          "fast": {"precision": fast_precision, "step_s": 1.0, "inference_s": 0.5}}}
+    args = argparse.Namespace(p="nnUNetPlans", d="801", c="2d_lite", repeats=1, progress=0.5)
+    text = step_cost.table([row("A", "bf16 autocast (CPU)"), row("B", "fp32")], ["fp32", "fast"], args, ["x"])
+    assert "| A | 2.000 |" in text                      # same precision as the reference row: no remark
+    assert "| B (fast: fp32) | 2.000 |" in text
 
 
 def test_step_profile_splits_a_real_step_by_kind_of_operation(use_env, tmp_path):
