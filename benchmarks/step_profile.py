@@ -145,10 +145,11 @@ def main(argv=None) -> int:
     copies = copies_by_shape(trainers, batch) if args.copy_shapes > 0 else None
     for _, loaders in built.values():
         finish_loaders(loaders)
-    data = {m: {op: {"self_cpu_s": t, "calls": c} for op, (t, c) in ops.items()} for m, ops in profile.items()}
-    if copies:
-        data = {"operators": data, "copies_by_shape": {m: {k: {"self_cpu_s": t, "calls": c} for k, (t, c) in
-                                                          v.items()} for m, v in copies.items()}}
+    # one JSON shape whatever the flags: "copies_by_shape" is empty when --copy-shapes was not asked for
+    data = {"operators": {m: {op: {"self_cpu_s": t, "calls": c} for op, (t, c) in ops.items()}
+                          for m, ops in profile.items()},
+            "copies_by_shape": {m: {k: {"self_cpu_s": t, "calls": c} for k, (t, c) in v.items()}
+                                for m, v in (copies or {}).items()}}
     write_report(out, report(profile, args.modes, args.top, args, argv, copies), data)
     return 0
 

@@ -422,6 +422,12 @@ def test_step_profile_splits_a_real_step_by_kind_of_operation(use_env, tmp_path)
     text = open(out + ".md").read()
     assert "| convolution |" in text and "| total |" in text and "Top 5 operators" in text
     assert "`aten::copy_` by input shapes" in text and "| all |" in text
+    # without --copy-shapes the JSON keeps its shape, with nothing listed by shape
+    profile.main(["--workdir", os.path.dirname(env["nnUNet_raw"]), "-d", "981", "-c", "2d", "--trainer",
+                  "nnUNetTrainerBudget", "--steps", "1", "--top", "5", "--out", out + "_plain"])
+    plain = json.loads(open(out + "_plain.json").read())
+    assert set(plain) == {"operators", "copies_by_shape"} and set(plain["operators"]) == {"fp32", "fast"}
+    assert plain["copies_by_shape"] == {}
 
 
 def test_paseg_step_cost_times_the_regularisers_on_the_planned_network(use_env, tmp_path):
