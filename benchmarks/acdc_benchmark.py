@@ -34,7 +34,7 @@ from nnunet_weak.experiment.benchmark import (Model, Reference, fmt, link_inputs
                                               predict_and_score, train_fold)
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
-from nnunet_weak.utilities import timing_file
+from nnunet_weak.utilities import cpu_bf16, timing_file
 from nnunet_weak.utilities.errors import NNWError
 
 ROW_MARKER = "nnunet_weak_benchmark_row.json"  # in a trained fold folder: which table row trained it
@@ -285,10 +285,27 @@ def published_rows(rows: list) -> list:
     return PUBLISHED if on_acdc and any("Scribble" in r["dataset"] for r in rows) else []
 
 
+def machine_of(row: dict, meta: dict) -> str:
+    """The machine a row was trained on: its own record, else (rows written before rows kept one) the report's."""
+    return row.get("machine") or meta["machine"]
+
+
+def machine_lines(rows: list, meta: dict) -> str:
+    """The header's machine sentence; with rows from several machines, which rows ran where."""
+    machines = {}
+    for r in rows:
+        machines.setdefault(machine_of(r, meta), []).append(r["label"])
+    if len(machines) == 1:
+        return f"Machine: {next(iter(machines))}."
+    return ("Machines (sec/iter and cost compare only rows of one machine): " +
+            "; ".join(f"{m}: {', '.join(labels)}" for m, labels in machines.items()) + ".")
+
+
 def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     rows = table_order(rows)
     reference = meta["cost_reference"]
-    base = next((r["sec_per_iter"] for r in rows if r["trainer"] == reference and r["sec_per_iter"]), None)
+    ref_row = next((r for r in rows if r["trainer"] == reference and r["sec_per_iter"]), None)
+    base = ref_row["sec_per_iter"] if ref_row else None
     published = published_rows(rows)
     lines = [f"# {sources_of(rows)} benchmark, fold {meta['fold']} ({meta['n_val_cases']} validation cases), "
              f"{meta['configuration']}",
@@ -296,7 +313,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
              f"Budget: {meta['epochs']} epochs x {meta['iters']} iterations = {meta['epochs'] * meta['iters']} "
              f"iterations per trainer unless the 'iterations' column says otherwise (batch {meta['batch_size']}, "
              f"patch {meta['patch_size']}). "
-             f"Machine: {meta['machine']}.",
+             f"{machine_lines(rows, meta)}",
              "Dice and HD95 (mm): 3D per case (ACDC: per frame) and class against the dense reference labels, "
              "averaged over cases "
              "(empty predictions: Dice 0, HD95 excluded and counted). sec/iter: training phase wall time per "
@@ -312,7 +329,9 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
         lines[-2] = lines[-2][:-len(" sec/case |")] + " precision | sec/case |"
         lines[-1] += "---|"
     for r in rows:
-        ratio = fmt(r["sec_per_iter"] / base, 2) if base and r["sec_per_iter"] else "-"
+        # a step time compares only with the reference's on the same machine
+        same_machine = ref_row is not None and machine_of(r, meta) == machine_of(ref_row, meta)
+        ratio = fmt(r["sec_per_iter"] / base, 2) if base and r["sec_per_iter"] and same_machine else "-"
         its = r.get("iterations", meta["epochs"] * meta["iters"])
         precision = f" {r.get('precision') or '-'} |" if mixed else ""
         lines.append(f"| {r['label']} | {r['trainer']} | {r['dataset']} | {its} | {fmt(r['dice']['RV'])} | "
@@ -322,7 +341,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
     for name, dice, hd in published:
         lines.append(f"| {name} | - | published fold-0 predictions | | | | | {dice:.3f} | {hd:.2f} | | | |" +
                      (" |" if mixed else ""))
-    lines += run_summary_lines(rows)
+    lines += run_summary_lines(rows, meta)
     lines += [f"\nNote: {n}" for n in meta.get("notes", [])]
     invocations = meta["invocation"] if isinstance(meta["invocation"], list) else [meta["invocation"]]
     lines += ["", "Reproduce (in order):", "", "```"] + invocations + ["```", "",
@@ -344,7 +363,7 @@ def run_groups(rows: list) -> dict:
     return {g: rs for g, rs in groups.items() if len(rs) > 1}
 
 
-def run_summary_lines(rows: list) -> list:
+def run_summary_lines(rows: list, meta: dict) -> list:
     """The table's "over runs" section: per row of several runs, the mean +- sd over runs of each mean."""
     groups = run_groups(rows)
     if not groups:
@@ -355,7 +374,8 @@ def run_summary_lines(rows: list) -> list:
              "|---|---|---|---|---|---|---|---|"]
     for group, rs in groups.items():
         cls = [mean_sd([r["dice"][c] for r in rs]) for c in CLASSES]
-        times = [r["sec_per_iter"] for r in rs if r.get("sec_per_iter")]
+        one_machine = len({machine_of(r, meta) for r in rs}) == 1   # else a median of unlike timings
+        times = [r["sec_per_iter"] for r in rs if r.get("sec_per_iter")] if one_machine else []
         lines.append(f"| {group} | {len(rs)} | {' | '.join(cls)} | **{mean_sd([r['mean_dice'] for r in rs])}** | "
                      f"{mean_sd([r['mean_hd95'] for r in rs], 2)} | "
                      f"{fmt(float(np.median(times))) if times else '-'} |")
@@ -386,10 +406,22 @@ def bar_chart(rows: list, path: str) -> None:
     plt.close(fig)
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows; timings depend on it."""
+    try:
+        with open(cpuinfo) as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        name = ""
+    return name or platform.processor() or "unknown CPU"
+
+
 def machine() -> str:
     import torch
     from importlib.metadata import version
-    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU used (-device cpu), Python "
+    bf16 = cpu_bf16.native_bf16_instructions()
+    return (f"{platform.machine()} {cpu_model()} ({'native bf16: ' + bf16 if bf16 else 'no native bf16'}), "
+            f"{os.cpu_count()} CPU cores, no GPU used (-device cpu), Python "
             f"{platform.python_version()}, torch {torch.__version__}, nnunetv2 {version('nnunetv2')}")
 
 
@@ -454,14 +486,15 @@ def main(argv=None) -> int:
     rows, invoked = [], invocation(argv)
     if saved:
         new_labels = {r["label"] for r in runs}
-        rows = [r for r in saved["rows"] if r["label"] not in new_labels]
+        # rows from before rows kept their machine were made on the machine the saved report names
+        rows = [{"machine": saved["meta"]["machine"], **r} for r in saved["rows"] if r["label"] not in new_labels]
         earlier = saved["meta"]["invocation"]
         invoked = (earlier if isinstance(earlier, list) else [earlier]) + [invoked]
         keep_saved_settings(args, saved["meta"])
         args.commands[:] = [c.replace("$WORK", args.workdir) for c in saved["meta"]["commands"]]
     for run in runs:
         start = time.perf_counter()
-        rows.append(run_one(run, args, env, log))
+        rows.append({**run_one(run, args, env, log), "machine": machine()})
         print(f"[benchmark] {run['label']}: mean Dice {rows[-1]['mean_dice']:.3f}, mean HD95 "
               f"{rows[-1]['mean_hd95']:.2f} mm ({(time.perf_counter() - start) / 60:.1f} min)")
         table = report(rows, args, invoked, env, config)  # after every run: a stopped benchmark keeps its rows

@@ -589,3 +589,29 @@ def test_train_fold_reuses_a_finished_fold_and_replaces_an_unfinished_one(tmp_pa
     (fold / "stale.txt").write_text("")
     assert scoring.train_fold(model, {}, str(tmp_path / "log"), retrain=True) == 7.0
     assert calls[-1][-1] is False and len(calls) == 2                                          # no progress lines
+
+
+def test_step_cost_is_compared_only_between_rows_of_one_machine(tmp_path, monkeypatch):
+    # an appended run from another machine (e.g. a CPU without native bf16) must not get a cost ratio against
+    # the reference row's timing from the first machine, and the header must say which row ran where
+    monkeypatch.setattr(bench, "machine", lambda: "machine B")
+    old = {**_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.5, 0.5), "machine": "machine A"}
+    same = {**_row("pCE, A", "nnUNetTrainerPCE", 0.6, 1.0), "machine": "machine A"}
+    other = {**_row("pCE, B", "nnUNetTrainerPCE", 0.6, 2.0), "machine": "machine B"}
+    table = _report([old, same, other], tmp_path)
+    lines = table.splitlines()
+    assert "machine A: nnU-Net+pL, pCE, A; machine B: pCE, B" in table
+    assert next(line for line in lines if line.startswith("| pCE, A |")).split(" | ")[10] == "2.00"
+    assert next(line for line in lines if line.startswith("| pCE, B |")).split(" | ")[10] == "-"
+    # rows that predate per-row machines are attributed to the machine their report names
+    one = _report([_row("nnU-Net+pL", "nnUNetTrainerBudget", 0.5, 0.5)], tmp_path)
+    assert "Machine: machine B." in one
+
+
+def test_machine_line_names_the_cpu_model_and_its_native_bf16(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu avx2\n")
+    assert bench.cpu_model(str(info)) == "Example CPU 9000"
+    assert bench.cpu_model(str(tmp_path / "missing")) != ""          # falls back, never empty
+    line = bench.machine()
+    assert "native bf16" in line and "CPU cores" in line
