@@ -486,8 +486,7 @@ def main(argv=None) -> int:
     rows, invoked = [], invocation(argv)
     if saved:
         new_labels = {r["label"] for r in runs}
-        # rows from before rows kept their machine were made on the machine the saved report names
-        rows = [{"machine": saved["meta"]["machine"], **r} for r in saved["rows"] if r["label"] not in new_labels]
+        rows = [r for r in saved_rows(saved) if r["label"] not in new_labels]
         earlier = saved["meta"]["invocation"]
         invoked = (earlier if isinstance(earlier, list) else [earlier]) + [invoked]
         keep_saved_settings(args, saved["meta"])
@@ -512,6 +511,12 @@ def invocation(argv) -> str:
         f'"{a}"' if " " in a else a for a in (argv if argv is not None else sys.argv[1:]))
 
 
+def saved_rows(saved: dict) -> list:
+    """A saved report's rows, each with its machine: rows from before rows kept one were made on the machine the
+    saved report names (not on the machine that appends to or rescores it)."""
+    return [{"machine": saved["meta"]["machine"], **r} for r in saved["rows"]]
+
+
 def keep_saved_settings(args, saved_meta: dict) -> None:
     """An appended or rescored report keeps its earlier notes and cost reference unless this call names them."""
     args.note = [n for n in saved_meta.get("notes", []) if n not in args.note] + args.note
@@ -526,7 +531,7 @@ def rescore_timing(args, env: dict, config: dict) -> str:
                        f"pass the --out prefix of that run.")
     saved = load_json(args.out + ".json")
     keep_saved_settings(args, saved["meta"])
-    rows = saved["rows"]
+    rows = saved_rows(saved)
     for r in rows:
         folder = training_fold(env, r, args.configuration, args.fold)
         measured = timing_file.train_seconds_per_iteration(folder)
