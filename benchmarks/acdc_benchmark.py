@@ -8,7 +8,8 @@ set (ACDC fold 0, or the 5 dense MSCMRseg validation subjects).
         --run 801:nnUNetTrainerBudget:"nnU-Net+pL" --run 801:nnUNetTrainerPCE:pCE
 
 Each ``--run`` is DATASET_ID:TRAINER[:LABEL]; ``--runs K`` trains each K times (independent runs seeded
-NNW_SEED=1..K, rows "LABEL, run k", summarised as mean +- sd over runs). Datasets are converted
+NNW_SEED=1..K, rows "LABEL, run k", summarised as mean +- sd over runs; ``--first-run I --append`` adds runs
+I..K to a saved report, e.g. on a machine that no longer holds the earlier runs' models). Datasets are converted
 (nnunet_weak.dataset_conversion) and planned /
 preprocessed (``-c 2d`` + ``nnunet_weak_add_lite``) when missing in the work folder; a run whose
 ``checkpoint_final.pth`` exists is not trained again (``--retrain`` forces it). Only the stock nnU-Net commands
@@ -205,17 +206,20 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
     }
 
 
-def expand_runs(runs: list, k: int) -> list:
+def expand_runs(runs: list, k: int, first: int = 1) -> list:
     """Each --run as ``k`` independent training runs: rows "LABEL, run i" trained with NNW_SEED=i (i = 1..k),
     grouped under LABEL in the table's summary, in the order run 1 of every row, then run 2, ... (as
     ``nnunet_weak_benchmark``): a stopped benchmark keeps comparable runs. k = 1 keeps the rows as they are
-    (unseeded, as nnU-Net)."""
+    (unseeded, as nnU-Net). ``first`` > 1 makes only runs first..k, e.g. to add run 3 to a saved report
+    (--append) on a machine that no longer holds runs 1-2's models."""
     if k < 1:
         raise NNWError(f"--runs {k}: give at least 1 run per row")
+    if not 1 <= first <= k:
+        raise NNWError(f"--first-run {first} with --runs {k}: the first run to make must lie in 1..{k}")
     if k == 1:
         return runs
     return [{**run, "label": f"{run['label']}, run {i}", "group": run["label"], "run": i, "seed": i}
-            for i in range(1, k + 1) for run in runs]
+            for i in range(first, k + 1) for run in runs]
 
 
 def table_order(rows: list) -> list:
@@ -439,6 +443,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=1,
                         help="independent training runs per --run, seeded NNW_SEED=1..K (rows 'LABEL, run k'; the "
                              "table adds mean +- sd over runs); decisive comparisons use K >= 3")
+    parser.add_argument("--first-run", type=int, default=1, metavar="I",
+                        help="with --runs K and --append: make only runs I..K of each row (seeded I..K), the "
+                             "earlier runs staying as the saved report has them")
     parser.add_argument("--retrain", action="store_true", help="train again even if a final checkpoint exists")
     parser.add_argument("--rescore-timing", action="store_true",
                         help="only rewrite the report of a finished benchmark (--out) with the current timing statistic")
@@ -463,7 +470,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.commands = []   # every command this call runs, for the report's "how to reproduce"
 
-    runs = expand_runs([parse_run(r) for r in args.run], args.runs)
+    runs = expand_runs([parse_run(r) for r in args.run], args.runs, args.first_run)
+    if args.first_run > 1 and not args.append:
+        raise NNWError(f"--first-run {args.first_run} makes only some runs of each row; add --append so that "
+                       f"they join runs 1-{args.first_run - 1} in the saved report {args.out}.json")
     pairs = args.pairs = [parse_pair(p) for p in args.pair]
     saved = load_json(args.out + ".json") if args.append and os.path.isfile(args.out + ".json") else None
     check_one_source([r["dataset"] for r in runs + (saved["rows"] if saved else [])], args.out)

@@ -465,6 +465,13 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
     assert bench.expand_runs(runs[:1], 1) == runs[:1]
     with pytest.raises(NNWError, match="at least 1"):
         bench.expand_runs(runs, 0)
+    # continuing a row on another machine: only run 3, seeded and grouped as if --runs 3 had made it
+    assert bench.expand_runs([bench.parse_run("801:nnUNetTrainerDynamicMix:DynamicMix")], 3, first=3) == [runs[2]]
+    with pytest.raises(NNWError, match="--first-run 4"):
+        bench.expand_runs([bench.parse_run("801:nnUNetTrainerDynamicMix:DynamicMix")], 3, first=4)
+    with pytest.raises(NNWError, match="add --append"):  # refused before any dataset is touched
+        bench.main(["--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "t"), "--runs", "3",
+                    "--first-run", "3", "--run", "801:nnUNetTrainerDynamicMix:DynamicMix"])
 
     env = {"nnUNet_raw": str(tmp_path / "raw"), "nnUNet_preprocessed": str(tmp_path / "pre"),
            "nnUNet_results": str(tmp_path / "res")}
