@@ -30,7 +30,13 @@ RESULTS = "benchmarks/results"
 
 
 def _rows_of(invocation: str, rows: list) -> list:
-    return [r for r in rows if f":{r['label']}" in invocation or f":{r.get('group', '')}\"" in invocation]
+    """The rows an invocation made: its --run labels, and of a row of several runs only the runs its --runs K /
+    --first-run I made (a later invocation may have added run 3)."""
+    k = re.search(r"--runs (\d+)", invocation)
+    i = re.search(r"--first-run (\d+)", invocation)
+    first, last = int(i.group(1)) if i else 1, int(k.group(1)) if k else None
+    return [r for r in rows if f":{r['label']}" in invocation or
+            (f":{r.get('group', '')}\"" in invocation and first <= r.get("run", first) <= (last or r.get("run", 1)))]
 
 
 def row_seconds(row: dict) -> Optional[float]:

@@ -549,6 +549,14 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     assert regen.main(["--from-results", str(results)]) == 0 and ran == []  # the plan only
     assert regen.main(["--from-results", str(results), "--results", "benchmarks/results"]) == 2
 
+    # a row of several runs continued later (--first-run): each invocation is estimated from its own runs only
+    runs = [dict(_row(f"pL, run {k}", "nnUNetTrainerBudget", 0.5, 0.5), group="pL", run=k, iterations=1000)
+            for k in (1, 2, 3)]
+    first = 'python benchmarks/acdc_benchmark.py --source d --runs 2 --run "801:nnUNetTrainerBudget:pL"'
+    later = first.replace("--runs 2", "--runs 3 --first-run 3 --append")
+    assert [r["run"] for r in regen._rows_of(first, runs)] == [1, 2]
+    assert [r["run"] for r in regen._rows_of(later, runs)] == [3]
+
 
 def test_epoch_progress_reports_loss_time_and_time_left():
     import io
