@@ -35,8 +35,11 @@ def _rows_of(invocation: str, rows: list) -> list:
     k = re.search(r"--runs (\d+)", invocation)
     i = re.search(r"--first-run (\d+)", invocation)
     first, last = int(i.group(1)) if i else 1, int(k.group(1)) if k else None
+
+    def made_here(run: Optional[int]) -> bool:
+        return run is None or (run >= first and (last is None or run <= last))
     return [r for r in rows if f":{r['label']}" in invocation or
-            (f":{r.get('group', '')}\"" in invocation and first <= r.get("run", first) <= (last or r.get("run", 1)))]
+            (f":{r.get('group', '')}\"" in invocation and made_here(r.get("run")))]
 
 
 def row_seconds(row: dict) -> Optional[float]:
