@@ -59,14 +59,15 @@ def cpu_bf16_setting(value: str):
 
 
 def prepared_trainer(dataset: str, configuration: str, trainer_name: str, mode: str, progress: float,
-                     plans: str = "nnUNetPlans"):
-    """A trainer as nnUNetv2_train builds it under ``mode``, its schedule at ``progress``, plus its loaders."""
+                     plans: str = "nnUNetPlans", device: str = "cpu"):
+    """A trainer as nnUNetv2_train builds it under ``mode`` on ``device``, its schedule at ``progress``, plus its
+    loaders (``mode`` only matters on the CPU)."""
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
     with cpu_bf16_setting(MODES[mode]):
         trainer = get_trainer_from_args(dataset, configuration, 0, trainer_name, plans,
-                                        device=torch.device("cpu"))
+                                        device=torch.device(device))
         trainer.initialize()
     loaders = trainer.get_dataloaders()
     aux = getattr(trainer, "aux", None)
