@@ -94,6 +94,9 @@ def plan(results_dir: str, out: str, workdir: Optional[str]) -> List[dict]:
                        " ".join(shlex.quote(p) for p in record["method_files"]) + " --names " +
                        " ".join(shlex.quote(n) for n in record["names"]) + f" --out {RESULTS}/{name}")
             paired.append({"source": name, "command": _retarget(command, name, out, workdir), "seconds": 10.0})
+        elif isinstance(record, dict) and record.get("args", {}).get("device") == "cuda":
+            others.append({"source": name, "command": None, "seconds": None,
+                           "note": "needs a CUDA GPU: there, bash benchmarks/gpu_check.sh --out DIR (gpu_check.py)"})
         elif isinstance(record, dict) and "names" in record and "rows" in record:
             paired.append({"source": name, "command": None, "seconds": None,
                            "note": "inputs not recorded (made before paired_difference kept them): not regenerable"})

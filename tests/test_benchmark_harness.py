@@ -534,6 +534,8 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
                                                   "baseline_files": ["benchmarks/results/per_case/x.json"],
                                                   "method_files": ["benchmarks/results/per_case/y.json"]}))
     (results / "old.json").write_text(json.dumps({"names": ["a", "b"], "rows": []}))
+    (results / "z_gpu.json").write_text(json.dumps({"args": {"device": "cuda"}, "steps": [], "round_trips": []}))
+    (results / "z_gpu.md").write_text("Reproduce: `python benchmarks/gpu_check.py --out /root/out`")
     steps = regen.plan(str(results), "benchmarks/regen", "benchmarks/work_regen")
     commands = [s["command"] for s in steps]
     assert commands[0].startswith("NNW_CPU_BF16=1 python benchmarks/acdc_benchmark.py")   # a bf16 row
@@ -541,8 +543,10 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     assert steps[0]["seconds"] == pytest.approx(0.5 * 1000 + 3.0 * 40)
     assert commands[1] == ("python benchmarks/step_cost.py --workdir benchmarks/work_regen -d 801 "
                            "--out benchmarks/regen/cost")
-    assert "--baseline benchmarks/regen/per_case/x.json" in commands[2] and "--out benchmarks/regen/cmp" in commands[2]
-    assert commands[3] is None and "not regenerable" in steps[3]["note"]
+    # a GPU report is listed, never run on a CPU machine
+    assert commands[2] is None and "needs a CUDA GPU" in steps[2]["note"] and steps[2]["source"] == "z_gpu"
+    assert "--baseline benchmarks/regen/per_case/x.json" in commands[3] and "--out benchmarks/regen/cmp" in commands[3]
+    assert commands[4] is None and "not regenerable" in steps[4]["note"]
     assert not any("benchmarks/results/" in c for c in commands if c)      # never over the committed results
     ran = []
     monkeypatch.setattr(regen.subprocess, "call", lambda *a, **k: ran.append(a) or 0)
