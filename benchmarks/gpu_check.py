@@ -12,7 +12,8 @@
    batches after ``--warmup`` untimed ones, recording every loss (all must be finite), the median step time, the
    peak device memory and the grad scaler's scale, and the median time of one inference forward pass (batch 1,
    deep supervision off, under the trainer's autocast). Ratios are to ``nnUNetTrainerBudget`` (nnU-Net+pL) of
-   the same configuration. Step checks run without torch.compile (``nnUNet_compile=f``).
+   the same configuration. Step checks run without torch.compile (``nnUNet_compile=f``) unless ``--compile``
+   (then the "compiled" column says which trainers did).
 3. For ``nnUNetTrainerPCLMix`` and ``nnUNetTrainerModelMix`` (2d): ``nnUNetv2_train`` for one short epoch,
    ``--c`` resume for a second, ``nnUNetv2_predict`` on the test cases and dense evaluation, with nnU-Net's
    compile default (on for CUDA; the "compiled" column reads the training log, since some of our trainers keep
@@ -89,7 +90,7 @@ def one_line(error: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def prepare(workdir: str, size: dict, nproc: int, log: str) -> dict:
+def prepare(workdir: str, size: dict, nproc: int, log: str, configurations=BOTH) -> dict:
     """Raw phantoms, default plans (2d, 3d_fullres), the ModelMix pairing and fold-0 splits; reused when an
     earlier call of this script finished the same preparation in ``workdir``."""
     from nnunet_weak.demo.dataset import write_demo_dataset
@@ -100,7 +101,7 @@ def prepare(workdir: str, size: dict, nproc: int, log: str) -> dict:
     if os.path.isdir(workdir) and os.listdir(workdir) and not os.path.isfile(marker):
         raise NNWError(f"{workdir} holds files this check did not write; choose another --workdir (it deletes and "
                        f"rewrites the nnU-Net folders in it).")
-    wanted = json.loads(json.dumps(size))
+    wanted = json.loads(json.dumps({**size, "configurations": list(configurations)}))
     if os.path.isfile(marker) and json.load(open(marker)).get("size") == wanted:
         return steps.nnunet_environment(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -114,10 +115,10 @@ def prepare(workdir: str, size: dict, nproc: int, log: str) -> dict:
                        n_unlabelled=size["n_unlabelled"], prefix="gpu")
     write_demo_dataset(os.path.join(raw, AUX), size["n_aux"], 0, seed=1, shape=size["shape"], prefix="aux")
     plan_env = {**env, "nnUNet_n_proc_DA": str(nproc)}
-    steps.run_command(["nnUNetv2_plan_and_preprocess", "-d", TARGET_ID, "-c", *BOTH, "-np", nproc, nproc,
-                       "-npfp", nproc], plan_env, log)
-    steps.run_command(["nnunet_weak_modelmix_pair", "-t", TARGET_ID, "-a", AUX_ID, "-c", *BOTH, "-np", nproc],
-                      plan_env, log)
+    steps.run_command(["nnUNetv2_plan_and_preprocess", "-d", TARGET_ID, "-c", *configurations,
+                       "-np", *[nproc] * len(configurations), "-npfp", nproc], plan_env, log)
+    steps.run_command(["nnunet_weak_modelmix_pair", "-t", TARGET_ID, "-a", AUX_ID, "-c", *configurations,
+                       "-np", nproc], plan_env, log)
     n_target = size["n_train"] + size["n_unlabelled"]
     for name, prefix, n, n_val in ((TARGET, "gpu", n_target, 3), (AUX, "aux", size["n_aux"], 2)):
         cases = [f"{prefix}_{i:03d}" for i in range(n)]
@@ -149,7 +150,8 @@ def step_check(trainer_name: str, configuration: str, device_name: str, n_steps:
         torch.cuda.empty_cache()
     trainer, loaders = prepared_trainer(str(TARGET_ID), configuration, trainer_name, "fp32", 0.5,
                                         device=device_name)
-    row = {"batch_size": trainer.batch_size, "patch_size": list(trainer.configuration_manager.patch_size)}
+    row = {"batch_size": trainer.batch_size, "patch_size": list(trainer.configuration_manager.patch_size),
+           "compiled": hasattr(trainer.network, "_orig_mod")}      # torch.compile's wrapper
     try:
         batches = [next(loaders[0]) for _ in range(n_batches)]
         scaler = getattr(trainer, "grad_scaler", None)
@@ -260,24 +262,27 @@ def _f(value, fmt: str) -> str:
 
 def markdown(report: dict) -> str:
     e = report["environment"]
+    compile_text = ("nnU-Net's torch.compile default (the first warm-up step compiles)"
+                    if report["args"].get("compile") else "no torch.compile")
     lines = [f"# GPU check: {e['device_name']}", "",
              f"torch {e['torch']}, CUDA {e['cuda']}, cuDNN {e['cudnn']}, nnU-Net {e['nnunetv2']}, SimpleITK: "
              f"{'nibabel stand-in (benchmarks/sitk_standin)' if e['sitk_standin'] else 'real'}. "
              f"Phantom {e['size']['shape']} (z, y, x), nnU-Net's default plans. {report['args']['steps']} timed "
              f"`train_step` calls after {report['args']['warmup']} warm-up ones on {report['args']['batches']} real "
-             f"augmented batches (data loading excluded), AMP as the trainer runs it, schedule at 50 %, no "
-             f"torch.compile. Inference: one forward pass, batch 1, deep supervision off, median of 3. Ratios: to "
+             f"augmented batches (data loading excluded), AMP as the trainer runs it, schedule at 50 %, "
+             f"{compile_text}. Inference: one forward pass, batch 1, deep supervision off, median of 3. Ratios: to "
              f"{REFERENCE} (nnU-Net+pL) of the same configuration. Total {report.get('minutes', 0):.1f} min.", "",
-             "| trainer | configuration | status | batch x patch | losses finite | step (s) | step / Budget | "
+             "| trainer | configuration | status | batch x patch | compiled | losses finite | step (s) | step / Budget | "
              "peak memory (GiB) | memory / Budget | grad scale start -> end | inference (s) | inference / Budget |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["steps"]:
         shape = f"{r['batch_size']} x {r['patch_size']}" if r.get("batch_size") else "-"
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')}"
         scale = (f"{r['grad_scale_start']:g} -> {r['grad_scale_end']:g}"
                  if r.get("grad_scale_start") is not None and r.get("grad_scale_end") is not None else "-")
         finite = "-" if "finite" not in r else ("yes" if r["finite"] else "NO")
-        lines.append(f"| {r['trainer']} | {r['configuration']} | {status} | {shape} | {finite} | "
+        compiled = {True: "yes", False: "no"}.get(r.get("compiled"), "-")
+        lines.append(f"| {r['trainer']} | {r['configuration']} | {status} | {shape} | {compiled} | {finite} | "
                      f"{_f(r.get('step_s'), '.3f')} | {_f(r.get('step_ratio'), '.2f')} | "
                      f"{_f(r.get('peak_memory_gib'), '.2f')} | {_f(r.get('memory_ratio'), '.2f')} | {scale} | "
                      f"{_f(r.get('inference_s'), '.4f')} | {_f(r.get('inference_ratio'), '.2f')} |")
@@ -346,6 +351,10 @@ def main(argv=None) -> int:
                         "tiny 2)")
     parser.add_argument("--nproc", type=int, default=None, help="processes for preprocessing (default: cores)")
     parser.add_argument("--deadline-s", type=float, default=None, help="start nothing after this many seconds")
+    parser.add_argument("--configurations", nargs="+", default=list(BOTH), choices=list(BOTH),
+                        help="configurations to plan and check (default both)")
+    parser.add_argument("--compile", action="store_true", help="step checks with nnU-Net's torch.compile default "
+                        "(on for CUDA where the trainer allows it; the first warm-up step compiles) instead of off")
     parser.add_argument("--sitk-standin", action="store_true", help="use the nibabel stand-in for SimpleITK "
                         "even where SimpleITK is installed (what a GPU machine without it runs)")
     args = parser.parse_args(argv)
@@ -376,14 +385,18 @@ def main(argv=None) -> int:
     def late() -> bool:
         return args.deadline_s is not None and time.perf_counter() - started > args.deadline_s
 
-    env = prepare(workdir, size, nproc, log)
+    env = prepare(workdir, size, nproc, log, tuple(args.configurations))
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         os.environ[name] = env[name]
     os.environ["nnUNet_n_proc_DA"] = "0"       # step checks draw their few batches in this process
-    os.environ["nnUNet_compile"] = "f"
+    if args.compile:
+        os.environ.pop("nnUNet_compile", None)  # nnU-Net's default: compile on CUDA, where the trainer allows it
+    else:
+        os.environ["nnUNet_compile"] = "f"
     print(f"[gpu_check] data ready after {time.perf_counter() - started:.0f} s", flush=True)
 
-    pairs = parse_trainers(args.trainers or [t for t, _ in TRAINERS])
+    pairs = [(t, c) for t, c in parse_trainers(args.trainers or [t for t, _ in TRAINERS])
+             if c in args.configurations]
     for name, configuration in pairs:
         row = {"trainer": name, "configuration": configuration}
         if late():

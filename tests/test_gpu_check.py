@@ -139,3 +139,15 @@ def test_a_workdir_it_did_not_write_is_refused_and_kept(tmp_path):
     assert result.returncode != 0
     assert "did not write" in result.stderr + result.stdout and "--workdir" in result.stderr + result.stdout
     assert os.listdir(own) == ["keep.txt"] and (own / "keep.txt").read_text() == "user data"
+
+
+def test_configurations_limit_what_is_planned_and_checked(tmp_path):
+    out = tmp_path / "out"
+    result = run_check("--out", str(out), "--configurations", "2d", "--round-trips", "--compile",
+                       "--trainers", "nnUNetTrainerDKUXNet", "nnUNetTrainerBudget")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.load(open(out / "gpu_check.json"))
+    assert [(r["trainer"], r["configuration"]) for r in report["steps"]] == [("nnUNetTrainerBudget", "2d")]
+    assert report["steps"][0]["compiled"] is False          # nnU-Net never compiles on the CPU, even when asked
+    preprocessed = os.listdir(out / "work" / "nnUNet_preprocessed" / gpu_check.TARGET)
+    assert "nnUNetPlans_2d" in preprocessed and "nnUNetPlans_3d_fullres" not in preprocessed
