@@ -11,7 +11,7 @@
    its schedule at half of training (ramped terms on), ``--steps`` ``train_step`` calls on real augmented
    batches after ``--warmup`` untimed ones, recording every loss (all must be finite), the median step time, the
    peak device memory and the grad scaler's scale, and the median time of one inference forward pass (batch 1,
-   deep supervision off, under the trainer's autocast). Ratios are to ``nnUNetTrainerBudget`` (nnU-Net+pL) of
+   deep supervision off, under ``nnUNetv2_predict``'s autocast). Ratios are to ``nnUNetTrainerBudget`` (nnU-Net+pL) of
    the same configuration. Step checks run without torch.compile (``nnUNet_compile=f``) unless ``--compile``
    (then the "compiled" column says which trainers did).
 3. For ``nnUNetTrainerPCLMix`` and ``nnUNetTrainerModelMix`` (2d): ``nnUNetv2_train`` for one short epoch,
@@ -222,33 +222,33 @@ def round_trip(trainer: str, env: dict, device_name: str, iters: int, workdir: s
     """nnUNetv2_train (1 epoch), --c (to 2 epochs), nnUNetv2_predict, dense evaluation; seconds of each."""
     import torch
 
-    from nnunet_weak.evaluation.evaluate_dense import evaluate_folder
     from nnunet_weak.experiment import steps
+    from nnunet_weak.experiment.benchmark import Model, Reference, predict_and_score, train_fold
 
     run_env = {**env, "NNW_NUM_EPOCHS": "1", "NNW_ITERS_PER_EPOCH": str(iters), "NNW_VAL_ITERS_PER_EPOCH": "2",
                "NNW_SKIP_FINAL_VALIDATION": "1"}
     if device_name == "cuda":
         run_env.pop("nnUNet_compile", None)          # nnU-Net's default: torch.compile on CUDA
         run_env["nnUNet_n_proc_DA"] = str(max(1, min(8, (os.cpu_count() or 2) - 2)))
+    fold = os.path.join(steps.model_folder(env, TARGET, trainer, "2d"), "fold_0")
+    model = Model(TARGET_ID, "2d", 0, trainer, fold)
     row = {"trainer": trainer, "configuration": "2d"}
-    row["train_s"] = steps.train(TARGET_ID, "2d", 0, trainer, run_env, log, device=device_name)
+    row["train_s"] = train_fold(model, run_env, log, retrain=True, device=device_name)
     row["resume_s"] = steps.train(TARGET_ID, "2d", 0, trainer, {**run_env, "NNW_NUM_EPOCHS": "2"}, log, ["--c"],
                                   device=device_name)
-    fold = os.path.join(steps.model_folder(env, TARGET, trainer, "2d"), "fold_0")
     checkpoint = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
     row["epochs_after_resume"] = int(checkpoint["current_epoch"])
     # whether the trainer compiled (nnU-Net logs it; several of ours keep compile off by design)
     logs = [os.path.join(fold, f) for f in os.listdir(fold) if f.startswith("training_log")]
     row["compile"] = any("Using torch.compile" in open(f).read() for f in logs)
     raw = os.path.join(env["nnUNet_raw"], TARGET)
-    out = os.path.join(workdir, "predictions", trainer)
-    shutil.rmtree(out, ignore_errors=True)
-    row["predict_s"] = steps.predict(os.path.join(raw, "imagesTs"), out, TARGET_ID, "2d", 0, trainer, run_env, log,
-                                     device=device_name)
-    result = evaluate_folder(out, os.path.join(raw, "labelsTs"), CLASSES)
-    row["n_cases"] = len(result["per_case"]) if "per_case" in result else None
-    row["dice"] = {c: result["mean"][c]["dice"] for c in CLASSES}
-    row["mean_dice"] = result["mean_over_classes"]["dice"]
+    n_test = len([f for f in os.listdir(os.path.join(raw, "labelsTs")) if f.endswith(".nii.gz")])
+    scores = predict_and_score(model, os.path.join(raw, "imagesTs"), os.path.join(workdir, "predictions", trainer),
+                               n_test, Reference(os.path.join(raw, "labelsTs"), CLASSES),
+                               os.path.join(workdir, "evaluation", f"{trainer}.json"), run_env, log,
+                               device=device_name)
+    row.update(n_cases=scores["n_cases"], dice=scores["dice"], mean_dice=scores["mean_dice"],
+               predict_s=scores["sec_per_case"] * scores["n_cases"])
     row["status"] = "ok" if row["epochs_after_resume"] == 2 else "failed"
     if row["status"] != "ok":
         row["error"] = f"resume ended at epoch {row['epochs_after_resume']}, not 2"
@@ -272,8 +272,9 @@ def markdown(report: dict) -> str:
              f"augmented batches (data loading excluded), AMP as the trainer runs it, schedule at 50 %, "
              f"{compile_text}. Inference: one forward pass, batch 1, deep supervision off, median of 3. Ratios: to "
              f"{REFERENCE} (nnU-Net+pL) of the same configuration. Total {report.get('minutes', 0):.1f} min.", "",
-             "| trainer | configuration | status | batch x patch | compiled | losses finite | step (s) | step / Budget | "
-             "peak memory (GiB) | memory / Budget | grad scale start -> end | inference (s) | inference / Budget |",
+             "| trainer | configuration | status | batch x patch | compiled | losses finite | step (s) | "
+             "step / Budget | peak memory (GiB) | memory / Budget | grad scale start -> end | inference (s) | "
+             "inference / Budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["steps"]:
         shape = f"{r['batch_size']} x {r['patch_size']}" if r.get("batch_size") else "-"

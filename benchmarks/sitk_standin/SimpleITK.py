@@ -18,7 +18,6 @@ import nibabel
 import numpy as np
 
 __version__ = "0-nibabel-standin"
-STANDIN = True
 _LPS_TO_RAS = (-1.0, -1.0, 1.0)
 
 
