@@ -8,8 +8,9 @@ set (ACDC fold 0, or the 5 dense MSCMRseg validation subjects).
         --run 801:nnUNetTrainerBudget:"nnU-Net+pL" --run 801:nnUNetTrainerPCE:pCE
 
 Each ``--run`` is DATASET_ID:TRAINER[:LABEL]; ``--runs K`` trains each K times (independent runs seeded
-NNW_SEED=1..K, rows "LABEL, run k", summarised as mean +- sd over runs; ``--first-run I --append`` adds runs
-I..K to a saved report, e.g. on a machine that no longer holds the earlier runs' models). Datasets are converted
+NNW_SEED=1..K, rows "LABEL, run k", summarised as mean +- sd over runs; ``--last-run J`` makes only runs 1..J
+now, ``--first-run I --append`` adds runs I..K to a saved report later, e.g. on a machine that no longer holds the
+earlier runs' models). Datasets are converted
 (nnunet_weak.dataset_conversion) and planned /
 preprocessed (``-c 2d`` + ``nnunet_weak_add_lite``) when missing in the work folder; a run whose
 ``checkpoint_final.pth`` exists is not trained again (``--retrain`` forces it). Only the stock nnU-Net commands
@@ -206,20 +207,25 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
     }
 
 
-def expand_runs(runs: list, k: int, first: int = 1) -> list:
+def expand_runs(runs: list, k: int, first: int = 1, last: int = None) -> list:
     """Each --run as ``k`` independent training runs: rows "LABEL, run i" trained with NNW_SEED=i (i = 1..k),
     grouped under LABEL in the table's summary, in the order run 1 of every row, then run 2, ... (as
     ``nnunet_weak_benchmark``): a stopped benchmark keeps comparable runs. k = 1 keeps the rows as they are
     (unseeded, as nnU-Net). ``first`` > 1 makes only runs first..k, e.g. to add run 3 to a saved report
-    (--append) on a machine that no longer holds runs 1-2's models."""
+    (--append) on a machine that no longer holds runs 1-2's models; ``last`` < k makes only runs first..last,
+    e.g. run 1 of 3 now (seeded and labelled as --runs 3 makes it), the others later."""
+    last = k if last is None else last
     if k < 1:
         raise NNWError(f"--runs {k}: give at least 1 run per row")
     if not 1 <= first <= k:
         raise NNWError(f"--first-run {first} with --runs {k}: the first run to make must lie in 1..{k}")
+    if not first <= last <= k:
+        raise NNWError(f"--last-run {last} with --first-run {first} and --runs {k}: the last run to make must "
+                       f"lie in {first}..{k}")
     if k == 1:
         return runs
     return [{**run, "label": f"{run['label']}, run {i}", "group": run["label"], "run": i, "seed": i}
-            for i in range(first, k + 1) for run in runs]
+            for i in range(first, last + 1) for run in runs]
 
 
 def table_order(rows: list) -> list:
@@ -446,6 +452,9 @@ def main(argv=None) -> int:
     parser.add_argument("--first-run", type=int, default=1, metavar="I",
                         help="with --runs K and --append: make only runs I..K of each row (seeded I..K), the "
                              "earlier runs staying as the saved report has them")
+    parser.add_argument("--last-run", type=int, default=None, metavar="J",
+                        help="with --runs K: make only runs up to J of each row now (seeded and labelled as "
+                             "--runs K makes them); add the rest later with --first-run J+1 --append")
     parser.add_argument("--retrain", action="store_true", help="train again even if a final checkpoint exists")
     parser.add_argument("--rescore-timing", action="store_true",
                         help="only rewrite the report of a finished benchmark (--out) with the current timing statistic")
@@ -470,7 +479,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.commands = []   # every command this call runs, for the report's "how to reproduce"
 
-    runs = expand_runs([parse_run(r) for r in args.run], args.runs, args.first_run)
+    runs = expand_runs([parse_run(r) for r in args.run], args.runs, args.first_run, args.last_run)
     if args.first_run > 1 and not args.append:
         raise NNWError(f"--first-run {args.first_run} makes only some runs of each row; add --append so that "
                        f"they join runs 1-{args.first_run - 1} in the saved report {args.out}.json")

@@ -31,10 +31,12 @@ RESULTS = "benchmarks/results"
 
 def _rows_of(invocation: str, rows: list) -> list:
     """The rows an invocation made: its --run labels, and of a row of several runs only the runs its --runs K /
-    --first-run I made (a later invocation may have added run 3)."""
+    --first-run I / --last-run J made (a later invocation may have added run 3)."""
     k = re.search(r"--runs (\d+)", invocation)
     i = re.search(r"--first-run (\d+)", invocation)
-    first, last = int(i.group(1)) if i else 1, int(k.group(1)) if k else None
+    j = re.search(r"--last-run (\d+)", invocation)
+    first = int(i.group(1)) if i else 1
+    last = int(j.group(1)) if j else (int(k.group(1)) if k else None)
 
     def made_here(run: Optional[int]) -> bool:
         return run is None or (run >= first and (last is None or run <= last))

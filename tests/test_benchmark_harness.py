@@ -469,6 +469,12 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
     assert bench.expand_runs([bench.parse_run("801:nnUNetTrainerDynamicMix:DynamicMix")], 3, first=3) == [runs[2]]
     with pytest.raises(NNWError, match="--first-run 4"):
         bench.expand_runs([bench.parse_run("801:nnUNetTrainerDynamicMix:DynamicMix")], 3, first=4)
+    # run 1 of 3 now: seeded and labelled as --runs 3 makes it (not the unseeded row of --runs 1)
+    assert bench.expand_runs([bench.parse_run("801:nnUNetTrainerDynamicMix:DynamicMix")], 3, last=1) == [runs[0]]
+    assert bench.expand_runs([bench.parse_run("801:nnUNetTrainerDynamicMix:DynamicMix")], 3, 2, 2) == [runs[1]]
+    for first, last in ((2, 1), (1, 4)):
+        with pytest.raises(NNWError, match=f"--last-run {last}"):
+            bench.expand_runs([bench.parse_run("801:nnUNetTrainerDynamicMix:DynamicMix")], 3, first, last)
     with pytest.raises(NNWError, match="add --append"):  # refused before any dataset is touched
         bench.main(["--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "t"), "--runs", "3",
                     "--first-run", "3", "--run", "801:nnUNetTrainerDynamicMix:DynamicMix"])
@@ -560,6 +566,9 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     later = first.replace("--runs 2", "--runs 3 --first-run 3 --append")
     assert [r["run"] for r in regen._rows_of(first, runs)] == [1, 2]
     assert [r["run"] for r in regen._rows_of(later, runs)] == [3]
+    now = first.replace("--runs 2", "--runs 3 --last-run 1")
+    assert [r["run"] for r in regen._rows_of(now, runs)] == [1]
+    assert [r["run"] for r in regen._rows_of(now.replace("--last-run 1", "--first-run 2 --append"), runs)] == [2, 3]
 
 
 def test_epoch_progress_reports_loss_time_and_time_left():
