@@ -1,14 +1,22 @@
 """nnUNetTrainerKMaX and the 2D Dual-KMax trainer end to end through the stock CLI: train (1 epoch x 2 iterations)
 on the tiny scribble dataset's 2d configuration, then ``nnUNetv2_predict``."""
 import glob
+import importlib.util
 import os
 import re
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import TINY_ID, TINY_NAME
 from nnunet_weak.experiment import steps
+from nnunet_weak.utilities.errors import NNWError
+
+_spec = importlib.util.spec_from_file_location(
+    "second_network_eval", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "second_network_eval.py"))
+second_network = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(second_network)
 
 
 def _train_and_predict(tiny_env, tmp_path, trainer):
@@ -40,4 +48,47 @@ def test_dual_kmax_train_predict_cli(tiny_env, tmp_path):
     terms, text, saved = _train_and_predict(tiny_env, tmp_path, "nnUNetTrainerDualKMaX_lite")
     assert {"seg_a", "seg_b", "segc", "qdc"} <= set(terms) and all(np.isfinite(v) for v in terms.values())
     assert "as many labelled samples per step" in text                       # the tiny set has unlabelled cases
+    assert "forced foreground on the same share of them" in text
     assert set(saved["nnunet_weak_extra_state"]) == {"network_b", "optimizer_b"}
+
+    # the diagnostic copy predicts with B through the stock CLI
+    env, raw = tiny_env
+    fold = os.path.join(steps.model_folder(env, TINY_NAME, "nnUNetTrainerDualKMaX_lite", "2d"), "fold_0")
+    root, dataset_id, configuration, trainer, plans, fold_name = second_network.model_copy(fold, str(tmp_path / "b"))
+    assert (dataset_id, configuration, trainer, plans, fold_name) == (TINY_ID, "2d", "nnUNetTrainerDualKMaX_lite",
+                                                                      "nnUNetPlans", "0")
+    copied = torch.load(os.path.join(root, TINY_NAME, "nnUNetTrainerDualKMaX_lite__nnUNetPlans__2d", "fold_0",
+                                     "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    b = saved["nnunet_weak_extra_state"]["network_b"]
+    assert all(torch.equal(copied["network_weights"][k], b[k]) for k in b)
+    assert not all(torch.equal(saved["network_weights"][k], b[k]) for k in b)    # A and B differ
+    pred = str(tmp_path / "pred_b")
+    steps.predict(os.path.join(raw, "imagesTs"), pred, TINY_ID, "2d", 0, "nnUNetTrainerDualKMaX_lite",
+                  {**env, "nnUNet_results": root}, str(tmp_path / "b.log"), ["--disable_tta"])
+    assert sorted(f for f in os.listdir(pred) if f.endswith(".nii.gz")) == ["tiny_008.nii.gz", "tiny_009.nii.gz"]
+
+
+def test_second_network_refuses_single_network_checkpoints():
+    single = {"network_weights": {"w": torch.zeros(1)}}
+    with pytest.raises(NNWError, match="ckpt.pth holds no extra network 'network_b'"):
+        second_network.swapped_checkpoint(single, "ckpt.pth")
+    other = {"network_weights": {"w": torch.zeros(1)},
+             "nnunet_weak_extra_state": {"network_b": {"v": torch.zeros(1)}}}
+    with pytest.raises(NNWError, match="different parameters"):
+        second_network.swapped_checkpoint(other, "ckpt.pth")
+    pair = {"network_weights": {"w": torch.zeros(1)}, "optimizer_state": {},
+            "nnunet_weak_extra_state": {"network_b": {"w": torch.ones(1)}}}
+    swapped = second_network.swapped_checkpoint(pair, "ckpt.pth")
+    assert torch.equal(swapped["network_weights"]["w"], torch.ones(1))
+    assert "nnunet_weak_extra_state" not in swapped and "optimizer_state" not in swapped
+    assert torch.equal(pair["network_weights"]["w"], torch.zeros(1))          # the original is left alone
+
+
+def test_second_network_refuses_folders_nnunet_did_not_write(tmp_path):
+    with pytest.raises(NNWError, match="checkpoint_final.pth not found"):
+        second_network.model_copy(str(tmp_path / "fold_0"), str(tmp_path / "work"))
+    odd = tmp_path / "somewhere" / "fold_0"
+    odd.mkdir(parents=True)
+    (odd / "checkpoint_final.pth").write_bytes(b"")
+    with pytest.raises(NNWError, match="not laid out as nnUNet_results"):
+        second_network.model_copy(str(odd), str(tmp_path / "work"))

@@ -236,3 +236,32 @@ def test_loader_class_is_nnunets_again_after_get_dataloaders(use_env):
         with nnunet_loader_class_replaced(failing):
             module.nnUNetDataLoader(None)
     assert module.nnUNetDataLoader is nnUNetDataLoader
+
+
+def test_labelled_samples_of_a_grown_batch_are_oversampled_as_the_controls_batch():
+    """Batch 12 + 12 at nnU-Net's 33 %: the control (12 labelled) forces foreground on its last 4 samples; the grown
+    batch must force it on the last 4 of its 12 labelled samples (indices 20-23), not on the last 8 of 24."""
+    from nnunet_weak.data.unlabelled import MixedLabelDataLoader
+    loader = MixedLabelDataLoader.__new__(MixedLabelDataLoader)
+    loader.batch_size, loader.n_labelled, loader.oversample_foreground_percent = 24, 12, 0.33
+    assert [i for i in range(24) if loader._oversample_last_of_labelled(i)] == [20, 21, 22, 23]
+    assert [i for i in range(24) if loader._oversample_last_XX_percent(i)] == list(range(16, 24))   # nnU-Net's
+    loader.batch_size, loader.n_labelled = 12, 12                     # nothing unlabelled: nnU-Net's rule
+    assert [i for i in range(12) if loader._oversample_last_of_labelled(i)] == \
+        [i for i in range(12) if loader._oversample_last_XX_percent(i)] == [8, 9, 10, 11]
+
+
+def test_dual_kmax_oversamples_its_labelled_samples_as_kmax_does(use_env):
+    dual, control, before = (make_trainer(n) for n in ("nnUNetTrainerDualKMaX_lite", "nnUNetTrainerKMaX_lite",
+                                                       "nnUNetTrainerDualKMaX_lite_batchForeground"))
+    loaders = []
+    for trainer in (dual, control, before):
+        trainer.initialize()
+        loaders.append(trainer.get_dataloaders()[0].data_loader)
+    grown, alone, old = loaders
+    assert grown.n_labelled == alone.batch_size and grown.batch_size > alone.batch_size
+    forced = [grown.get_do_oversample(i) for i in range(grown.batch_size)]
+    assert forced == [False] * (grown.batch_size - grown.n_labelled) + \
+        [alone.get_do_oversample(i) for i in range(alone.batch_size)]
+    assert [old.get_do_oversample(i) for i in range(old.batch_size)] == \
+        [not i < round(old.batch_size * (1 - old.oversample_foreground_percent)) for i in range(old.batch_size)]

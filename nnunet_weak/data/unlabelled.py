@@ -36,11 +36,14 @@ class MixedLabelDataLoader(nnUNetDataLoader):
 
     Unlabelled cases come first in the batch so that nnU-Net's forced-foreground samples (the last third of
     a batch) land on labelled cases, where a foreground class exists. Cases are drawn with replacement,
-    uniformly within each group.
+    uniformly within each group. ``foreground_share_of_labelled``: force foreground in the planned share
+    (``oversample_foreground_percent``) of the labelled samples rather than of the whole batch, so that a batch
+    grown by unlabelled samples oversamples its labelled part exactly as a batch of labelled cases alone would
+    (nnU-Net's rule would give 8 of 12 labelled samples forced foreground in a batch of 12 + 12, against 4 of 12).
     """
 
     def __init__(self, *args, labelled_keys: Sequence[str], unlabelled_keys: Sequence[str],
-                 labelled_fraction: float, **kwargs):
+                 labelled_fraction: float, foreground_share_of_labelled: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if not 0.0 <= labelled_fraction <= 1.0:
             raise ValueError(f"labelled_fraction must lie in [0, 1], got {labelled_fraction}")
@@ -52,6 +55,13 @@ class MixedLabelDataLoader(nnUNetDataLoader):
         if not self.labelled_keys:
             n_lab = 0
         self.n_labelled = n_lab
+        if foreground_share_of_labelled and not kwargs.get("probabilistic_oversampling", False):
+            self.get_do_oversample = self._oversample_last_of_labelled
+
+    def _oversample_last_of_labelled(self, sample_idx: int) -> bool:
+        """nnU-Net's "last XX percent" rule applied to the labelled samples (the batch's tail) alone."""
+        j = sample_idx - (self.batch_size - self.n_labelled)
+        return j >= 0 and not j < round(self.n_labelled * (1 - self.oversample_foreground_percent))
 
     def get_indices(self):
         n_unl = self.batch_size - self.n_labelled

@@ -21,6 +21,7 @@ from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKU
 from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite,  # noqa: F401
                                        nnUNetTrainerKMaX_queryLoss)
 from nnunet_weak.training.dynamic_mix import nnUNetTrainerDynamicMix, nnUNetTrainerDynamicMix_dsHead  # noqa: F401,E501
-from nnunet_weak.training.dual_kmax import nnUNetTrainerDualKMaX, nnUNetTrainerDualKMaX_lite  # noqa: F401
+from nnunet_weak.training.dual_kmax import (nnUNetTrainerDualKMaX, nnUNetTrainerDualKMaX_lite,  # noqa: F401
+                                            nnUNetTrainerDualKMaX_lite_batchForeground)
 from nnunet_weak.training.modelmix import (nnUNetTrainerModelMix, nnUNetTrainerModelMix_official,  # noqa: F401
                                            nnUNetTrainerModelMixAux)

@@ -15,16 +15,18 @@ DiceCE is nnU-Net's ignore-aware Dice + CE (so scribble datasets work too), L_q 
 
 Batches: nnU-Net's single loader with a fixed labelled share (``labelled_fraction = 0.5``: b_l = b_u, the LA
 protocol's 2 + 2) when the dataset holds unlabelled (all-ignore) cases, and the batch grown to planned /
-labelled_fraction so that b_l is the planned batch (the labelled-only control's labelled samples per step; the
-step costs twice as much); both views come from the same patches, so no second loader is needed. The strong
-view's cutout erases image regions: their labels are ignore in network A's supervised terms. Validation and
-prediction use network A only (``network_weights`` = A, so ``nnUNetv2_predict -tr nnUNetTrainerDKUXNet`` loads
-A); network B and its optimiser are extra checkpoint state (``--c`` resumes both). Each network has its own
-optimiser with a 5-epoch linear warm-up and poly decay: nnU-Net's SGD (lr 1e-2, Nesterov momentum 0.99, weight
-decay 3e-5) by default, because the paper's AdamW (lr 1e-4) moves the kMaX mask logits too little to train the
-kMaX output (the one used for prediction) within a run of nnU-Net's length (README); ``_AdamW`` keeps it.
-Gradients are clipped to 12 per network. Default length 200 epochs x 250 iterations (``NNW_NUM_EPOCHS``
-overrides). torch.compile only when ``nnUNet_compile`` is set explicitly. Single GPU only.
+labelled_fraction so that b_l is the planned batch (the labelled-only control's labelled samples per step; the step
+costs twice as much), nnU-Net's forced-foreground share taken of those b_l samples, as the control takes it of its
+batch (taken of the whole grown batch, the labelled samples of a 12 + 12 batch get 8 forced, twice the control's 4;
+no difference at the 3D batch of 2 + 2; ``nnUNetTrainerDualKMaX_lite_batchForeground``). Both views come from the
+same patches, so no second loader is needed. The strong view's cutout erases image regions: their labels are ignore
+in network A's supervised terms. Validation and prediction use network A only (``network_weights`` = A, so
+``nnUNetv2_predict -tr nnUNetTrainerDKUXNet`` loads A); network B and its optimiser are extra checkpoint state
+(``--c`` resumes both). Each network has its own optimiser with a 5-epoch linear warm-up and poly decay: nnU-Net's
+SGD (lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5) by default, because the paper's AdamW (lr 1e-4) moves the
+kMaX mask logits too little to train the kMaX output (the one used for prediction) within a run of nnU-Net's length
+(README); ``_AdamW`` keeps it. Gradients are clipped to 12 per network. Default length 200 epochs x 250 iterations
+(``NNW_NUM_EPOCHS`` overrides). torch.compile only when ``nnUNet_compile`` is set explicitly. Single GPU only.
 
 Variants: ``_lite`` (CPU-sized widths; ``_lite_AdamW`` with the paper's optimiser), ``_paperGroups`` (16 / 4 / rest query groups, labels above 2 merged),
 ``_shared`` (one network for both views), ``_AdamW`` (the paper's optimiser), ``_DS`` (deep supervision with
@@ -61,6 +63,7 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
     deep_supervision = False          # the paper has none; _DS adds the auxiliary heads' outputs
     labelled_fraction = 0.5           # b_l = b_u when the dataset holds unlabelled cases
     match_labelled_samples = True     # batch = planned batch / labelled_fraction (b_l = the planned batch)
+    foreground_share_of_labelled = True   # ... and forced foreground on the control's share of those b_l
     query_weight = 0.1
     conv_aux_weight = 0.5
     consistency_weight = 0.1          # lambda_max
@@ -153,9 +156,11 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
             if self.unlabelled_keys:
                 planned = self.configuration_manager.batch_size
                 self.batch_size = int(math.ceil(planned / self.labelled_fraction))
+                share = ("forced foreground on the same share of them" if self.foreground_share_of_labelled
+                         else "forced foreground on the last third of the whole batch")
                 self.print_to_log_file(f"nnunet_weak: batch {self.batch_size} ({planned} labelled + the rest "
                                        f"unlabelled): as many labelled samples per step as nnU-Net on the "
-                                       f"labelled cases alone")
+                                       f"labelled cases alone, {share}")
         return super().get_dataloaders()
 
     def set_deep_supervision_enabled(self, enabled: bool):

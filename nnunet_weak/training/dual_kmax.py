@@ -4,13 +4,15 @@
 nnU-Net is the architecture's. This trainer adds what Dual-KMax UX-Net does with the unlabelled cases: two such
 networks, A on the strong view and B on nnU-Net's augmented (weak) view of every batch, with segmentation and
 query-distribution consistency on labelled and unlabelled cases alike (the step of ``nnUNetTrainerDKUXNet``, whose
-plumbing it reuses: labelled share, batch grown so that every step sees the planned batch of labelled samples,
-cutout-erased labels ignored for A, two optimisers, B as extra checkpoint state, A for prediction).
+plumbing it reuses: labelled share, batch grown so that every step sees the planned batch of labelled samples with
+the control's forced-foreground share, cutout-erased labels ignored for A, two optimisers, B as extra checkpoint
+state, A for prediction).
 
 Everything else is ``nnUNetTrainerKMaX``'s, so that trainer is the matched control: the same network, supervised
 terms (nnU-Net's masked Dice + CE with deep supervision on the kMaX output + 0.5 Dice + CE on the U-Net's own
 head, no query loss), labelled samples per step, SGD, poly schedule without warm-up and nnU-Net's 1000 epochs.
-``_lite``: the CPU-sized head of ``nnUNetTrainerKMaX_lite``.
+``_lite``: the CPU-sized head of ``nnUNetTrainerKMaX_lite``; ``_lite_batchForeground``: nnU-Net's forced-foreground
+share of the whole grown batch, as the first 10 % runs were trained.
 """
 from nnunet_weak.networks.kmax_plainunet import build_kmax_plain_unet
 from nnunet_weak.training.dkuxnet import nnUNetTrainerDKUXNet
@@ -43,3 +45,9 @@ class nnUNetTrainerDualKMaX(nnUNetTrainerDKUXNet):
 class nnUNetTrainerDualKMaX_lite(nnUNetTrainerDualKMaX):
     """The CPU-sized kMaX head of nnUNetTrainerKMaX_lite."""
     KMAX_KW = dict(KMAX_HEAD_LITE)
+
+
+class nnUNetTrainerDualKMaX_lite_batchForeground(nnUNetTrainerDualKMaX_lite):
+    """Forced foreground on the last third of the whole 24-sample batch (8 of the 12 labelled samples; the control
+    forces 4 of its 12): how the first three 10 % runs were trained."""
+    foreground_share_of_labelled = False

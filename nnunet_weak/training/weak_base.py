@@ -44,10 +44,13 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         pad_as_ignore: border pixels become ignore (env ``NNW_PAD_AS_IGNORE`` overrides).
         labelled_fraction: share of each batch from labelled cases when unlabelled cases exist; None keeps
             nnU-Net's uniform case sampling (env ``NNW_LABELLED_FRACTION`` overrides).
+        foreground_share_of_labelled: with a labelled share, nnU-Net's forced-foreground share applies to the
+            labelled samples, not to the whole batch (for trainers whose batch grows by unlabelled samples).
     """
 
     pad_as_ignore = True
     labelled_fraction = None
+    foreground_share_of_labelled = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -136,7 +139,8 @@ class nnUNetTrainerWeakBase(nnUNetTrainerBudget):
         if data is getattr(self, "_dataset_tr", None) and unlabelled and self.labelled_fraction is not None:
             labelled = [k for k in data.identifiers if k not in self.unlabelled_keys]
             return MixedLabelDataLoader(data, *args, labelled_keys=labelled, unlabelled_keys=unlabelled,
-                                        labelled_fraction=self.labelled_fraction, **kwargs)
+                                        labelled_fraction=self.labelled_fraction,
+                                        foreground_share_of_labelled=self.foreground_share_of_labelled, **kwargs)
         return stock_loader_class(data, *args, **kwargs)
 
     def refuse_multi_gpu(self, reason: str) -> None:
