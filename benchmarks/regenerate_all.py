@@ -10,8 +10,8 @@ commands from their reports, and the paired comparisons whose per-run inputs are
 (``paired_difference.py`` JSONs with ``baseline_files`` / ``method_files``). Outputs go to ``--results`` (never
 over the committed ones) and every training to ``--workdir``. Estimates: each table row's recorded sec/iter x
 iterations + sec/case x cases, on the machine that made it (the tables name it); scripts without a recorded cost
-are listed with "?". Comparisons recorded before their inputs were (older paired JSONs) are listed as not
-regenerable. Tables whose rows score a ModelMix auxiliary network run after the tables that train ModelMix.
+are listed with "?". Comparisons recorded before their inputs were (older paired JSONs), or whose inputs no table's
+rows point at, are listed as not regenerable. Tables whose rows score a ModelMix auxiliary network run after the tables that train ModelMix.
 """
 import argparse
 import glob
@@ -73,6 +73,12 @@ def reproduce_commands(markdown: str) -> List[str]:
 def plan(results_dir: str, out: str, workdir: Optional[str]) -> List[dict]:
     """Steps in order: {"source", "command" (or None), "seconds" (or None), "note"}."""
     tables, others, paired = [], [], []
+    made = set()          # per-case files the tables' rows point at: what the table steps make again
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        with open(path) as f:
+            record = json.load(f)
+        if isinstance(record, dict) and "invocation" in record.get("meta", {}):
+            made.update(os.path.basename(r["per_case"]) for r in record["rows"] if r.get("per_case"))
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         name = os.path.basename(path)[:-len(".json")]
         with open(path) as f:
@@ -91,6 +97,13 @@ def plan(results_dir: str, out: str, workdir: Optional[str]) -> List[dict]:
             aux = any("ModelMixAux" in inv for inv in invocations)
             tables.append((aux, steps))
         elif "baseline_files" in record:
+            missing = [os.path.basename(p) for p in record["baseline_files"] + record["method_files"]
+                       if os.path.basename(p) not in made]
+            if missing:
+                paired.append({"source": name, "command": None, "seconds": None,
+                               "note": f"inputs no table makes ({', '.join(missing)}; e.g. a network scored from a "
+                                       f"model copied between runs): not regenerable"})
+                continue
             command = ("python benchmarks/paired_difference.py --baseline " +
                        " ".join(shlex.quote(p) for p in record["baseline_files"]) + " --method " +
                        " ".join(shlex.quote(p) for p in record["method_files"]) + " --names " +

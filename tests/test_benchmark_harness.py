@@ -530,8 +530,10 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     regen = _benchmark_script("regenerate_all")
     results = tmp_path / "results"
     (results / "per_case").mkdir(parents=True)
-    row = dict(_row("pL, run 1", "nnUNetTrainerBudget", 0.5, 0.5), iterations=1000, precision="bf16 autocast (CPU)")
-    table = {"rows": [row], "meta": {"invocation": [
+    row = dict(_row("pL, run 1", "nnUNetTrainerBudget", 0.5, 0.5), iterations=1000, precision="bf16 autocast (CPU)",
+               per_case="per_case/x.json")
+    other = dict(row, label="pL, run 2", per_case="per_case/y.json")
+    table = {"rows": [row, other], "meta": {"invocation": [
         'python benchmarks/acdc_benchmark.py --source d --run "801:nnUNetTrainerBudget:pL, run 1"']}}
     (results / "t.json").write_text(json.dumps(table))
     (results / "cost.json").write_text(json.dumps({"rows": []}))
@@ -539,6 +541,9 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     (results / "cmp.json").write_text(json.dumps({"names": ["a", "b"], "rows": [],
                                                   "baseline_files": ["benchmarks/results/per_case/x.json"],
                                                   "method_files": ["benchmarks/results/per_case/y.json"]}))
+    (results / "cmq.json").write_text(json.dumps({"names": ["a", "b"], "rows": [],      # an input no table makes
+                                                  "baseline_files": ["benchmarks/results/per_case/x.json"],
+                                                  "method_files": ["benchmarks/results/per_case/b_net.json"]}))
     (results / "old.json").write_text(json.dumps({"names": ["a", "b"], "rows": []}))
     (results / "z_gpu.json").write_text(json.dumps({"args": {"device": "cuda"}, "steps": [], "round_trips": []}))
     (results / "z_gpu.md").write_text("Reproduce: `python benchmarks/gpu_check.py --out /root/out`")
@@ -552,7 +557,8 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     # a GPU report is listed, never run on a CPU machine
     assert commands[2] is None and "needs a CUDA GPU" in steps[2]["note"] and steps[2]["source"] == "z_gpu"
     assert "--baseline benchmarks/regen/per_case/x.json" in commands[3] and "--out benchmarks/regen/cmp" in commands[3]
-    assert commands[4] is None and "not regenerable" in steps[4]["note"]
+    assert commands[4] is None and "b_net.json" in steps[4]["note"] and "not regenerable" in steps[4]["note"]
+    assert commands[5] is None and "not regenerable" in steps[5]["note"] and steps[5]["source"] == "old"
     assert not any("benchmarks/results/" in c for c in commands if c)      # never over the committed results
     ran = []
     monkeypatch.setattr(regen.subprocess, "call", lambda *a, **k: ran.append(a) or 0)
