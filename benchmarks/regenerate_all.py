@@ -11,7 +11,8 @@ commands from their reports, and the paired comparisons whose per-run inputs are
 over the committed ones) and every training to ``--workdir``. Estimates: each table row's recorded sec/iter x
 iterations + sec/case x cases, on the machine that made it (the tables name it); scripts without a recorded cost
 are listed with "?". Comparisons recorded before their inputs were (older paired JSONs), or whose inputs no table's
-rows point at, are listed as not regenerable. Tables whose rows score a ModelMix auxiliary network run after the tables that train ModelMix.
+rows point at, are listed as not regenerable. Tables whose rows score a ModelMix auxiliary network run after the
+tables that train ModelMix.
 """
 import argparse
 import glob
@@ -75,11 +76,6 @@ def plan(results_dir: str, out: str, workdir: Optional[str]) -> List[dict]:
     tables, others, paired = [], [], []
     made = set()          # per-case files the tables' rows point at: what the table steps make again
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
-        with open(path) as f:
-            record = json.load(f)
-        if isinstance(record, dict) and "invocation" in record.get("meta", {}):
-            made.update(os.path.basename(r["per_case"]) for r in record["rows"] if r.get("per_case"))
-    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         name = os.path.basename(path)[:-len(".json")]
         with open(path) as f:
             record = json.load(f)
@@ -96,19 +92,14 @@ def plan(results_dir: str, out: str, workdir: Optional[str]) -> List[dict]:
                               "seconds": sum(filter(None, map(row_seconds, rows))) or None})
             aux = any("ModelMixAux" in inv for inv in invocations)
             tables.append((aux, steps))
+            made.update(os.path.basename(r["per_case"]) for r in record["rows"] if r.get("per_case"))
         elif "baseline_files" in record:
-            missing = [os.path.basename(p) for p in record["baseline_files"] + record["method_files"]
-                       if os.path.basename(p) not in made]
-            if missing:
-                paired.append({"source": name, "command": None, "seconds": None,
-                               "note": f"inputs no table makes ({', '.join(missing)}; e.g. a network scored from a "
-                                       f"model copied between runs): not regenerable"})
-                continue
             command = ("python benchmarks/paired_difference.py --baseline " +
                        " ".join(shlex.quote(p) for p in record["baseline_files"]) + " --method " +
                        " ".join(shlex.quote(p) for p in record["method_files"]) + " --names " +
                        " ".join(shlex.quote(n) for n in record["names"]) + f" --out {RESULTS}/{name}")
-            paired.append({"source": name, "command": _retarget(command, name, out, workdir), "seconds": 10.0})
+            paired.append({"source": name, "command": _retarget(command, name, out, workdir), "seconds": 10.0,
+                           "inputs": record["baseline_files"] + record["method_files"]})
         elif isinstance(record, dict) and record.get("args", {}).get("device") == "cuda":
             others.append({"source": name, "command": None, "seconds": None,
                            "note": "needs a CUDA GPU: there, bash benchmarks/gpu_check.sh --out DIR (gpu_check.py)"})
@@ -122,6 +113,12 @@ def plan(results_dir: str, out: str, workdir: Optional[str]) -> List[dict]:
                        for c in commands]
             if not commands:
                 others.append({"source": name, "command": None, "seconds": None, "note": "no reproduce command"})
+    for step in paired:   # tables are all read now: a comparison needs every input from one of their rows
+        missing = [os.path.basename(p) for p in step.pop("inputs", ()) if os.path.basename(p) not in made]
+        if missing:
+            step.update(command=None, seconds=None,
+                        note=f"inputs no table makes ({', '.join(missing)}; e.g. a network scored from a model "
+                             f"copied between runs): not regenerable")
     ordered = [s for aux, steps in sorted(tables, key=lambda t: t[0]) for s in steps]
     return ordered + others + paired
 

@@ -25,6 +25,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 
 from nnunet_weak.evaluation.evaluate_dense import evaluate_folder
 from nnunet_weak.experiment import steps
+from nnunet_weak.experiment.benchmark import dataset_classes
 from nnunet_weak.training.weak_base import EXTRA_STATE_KEY
 from nnunet_weak.utilities.errors import NNWError
 
@@ -85,8 +86,9 @@ def main(argv=None) -> int:
     work = args.work or tempfile.mkdtemp(prefix="second_network_")
     try:
         root, dataset_id, configuration, trainer, plans, fold = model_copy(args.fold_folder, work)
-        dataset_json = load_json(os.path.join(args.fold_folder, "..", "dataset.json"))
-        classes = {k: int(v) for k, v in dataset_json["labels"].items() if k not in ("background", "ignore")}
+        dataset_json_file = os.path.join(args.fold_folder, "..", "dataset.json")
+        dataset_json = load_json(dataset_json_file)
+        classes = dataset_classes(dataset_json, dataset_json_file)
         env = dict(os.environ, nnUNet_results=root, nnUNet_compile="f")
         env.setdefault("nnUNet_raw", os.path.join(work, "raw"))
         env.setdefault("nnUNet_preprocessed", os.path.join(work, "preprocessed"))
