@@ -4,6 +4,7 @@ and training runs.
     python benchmarks/paired_difference.py BASELINE_dense_eval.json METHOD_dense_eval.json [--names pL PCLMix]
     python benchmarks/paired_difference.py --baseline B1.json B2.json B3.json --method M1.json M2.json M3.json
         [--names pL DynamicMix] [--resamples 10000] [--out benchmarks/results/dynamicmix_vs_pl]
+    python benchmarks/paired_difference.py --same-runs --baseline A1.json A2.json --method B1.json B2.json  # run i: one training
 
 Every file is an ``evaluate_dense`` output over the same cases (the ``*_dense_eval.json`` next to the benchmark's
 predictions; acdc_benchmark.py keeps a copy of each in ``benchmarks/results/per_case/``), one per training run.
@@ -40,6 +41,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--names", nargs=2, default=["baseline", "method"])
     parser.add_argument("--resamples", type=int, default=10000)
     parser.add_argument("--out", default=None, help="output prefix for .md and .json (default: print only)")
+    parser.add_argument("--same-runs", action="store_true",
+                        help="run i of both sides is one training (e.g. its two networks): draw runs jointly")
     args = parser.parse_args(argv)
     if args.files:
         if len(args.files) != 2 or args.baseline or args.method:
@@ -48,9 +51,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.baseline or not args.method:
         raise NNWError("pass either BASELINE METHOD (one run each) or --baseline FILES --method FILES")
     bases, methods = _load(args.baseline), _load(args.method)
-    rows = compare(bases, methods, args.resamples)
+    rows = compare(bases, methods, args.resamples, same_runs=args.same_runs)
     summaries = {"baseline": run_summary(bases), "method": run_summary(methods)}
-    lines = format_comparison(rows, summaries, args.names, args.resamples, (len(bases), len(methods)))
+    lines = format_comparison(rows, summaries, args.names, args.resamples, (len(bases), len(methods)),
+                              same_runs=args.same_runs)
     lines += ["", f"Baseline runs: {', '.join(f'`{p}`' for p in args.baseline)}",
               f"Method runs: {', '.join(f'`{p}`' for p in args.method)}", ""]
     text = "\n".join(lines)
@@ -59,7 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f.write(text)
         with open(args.out + ".json", "w") as f:
             json.dump({"names": args.names, "baseline_files": args.baseline, "method_files": args.method,
-                       "runs": summaries, "rows": rows}, f, indent=2)
+                       "same_runs": args.same_runs, "runs": summaries, "rows": rows}, f, indent=2)
     print(text)
     return 0
 

@@ -97,7 +97,8 @@ def plan(results_dir: str, out: str, workdir: Optional[str]) -> List[dict]:
             command = ("python benchmarks/paired_difference.py --baseline " +
                        " ".join(shlex.quote(p) for p in record["baseline_files"]) + " --method " +
                        " ".join(shlex.quote(p) for p in record["method_files"]) + " --names " +
-                       " ".join(shlex.quote(n) for n in record["names"]) + f" --out {RESULTS}/{name}")
+                       " ".join(shlex.quote(n) for n in record["names"]) + f" --out {RESULTS}/{name}" +
+                       (" --same-runs" if record.get("same_runs") else ""))
             paired.append({"source": name, "command": _retarget(command, name, out, workdir), "seconds": 10.0,
                            "inputs": record["baseline_files"] + record["method_files"]})
         elif isinstance(record, dict) and record.get("args", {}).get("device") == "cuda":

@@ -166,6 +166,22 @@ def test_paired_difference_resamples_training_runs_too():
         paired.compare(base, method + [_evaluation({"p1_frame01": (0.5, 1.0)})], 10)
 
 
+def test_same_runs_draws_both_sides_runs_together():
+    """Two trainings whose two networks differ by exactly +0.1 on every case, while the trainings differ by 0.4
+    from each other: drawn jointly, every resample gives +0.1; drawn per side, the spread between trainings
+    widens the interval to [-0.3, +0.5]."""
+    base = [_evaluation({"p1_frame01": (0.3, 5.0)}), _evaluation({"p1_frame01": (0.7, 5.0)})]
+    method = [_evaluation({"p1_frame01": (0.4, 5.0)}), _evaluation({"p1_frame01": (0.8, 5.0)})]
+    joint = {(r["metric"], r["class"]): r for r in paired.compare(base, method, 4000, same_runs=True)}
+    apart = {(r["metric"], r["class"]): r for r in paired.compare(base, method, 4000)}
+    assert (joint[("dice", "LV")]["ci_low"], joint[("dice", "LV")]["ci_high"]) == (pytest.approx(0.1),
+                                                                                   pytest.approx(0.1))
+    assert apart[("dice", "LV")]["ci_low"] == pytest.approx(-0.3) and apart[("dice", "LV")]["ci_high"] == \
+        pytest.approx(0.5)
+    with pytest.raises(NNWError, match="as many baseline as method evaluations, not 2 and 1"):
+        paired.compare(base, method[:1], 10, same_runs=True)
+
+
 def test_paired_difference_refuses_other_cases():
     with pytest.raises(NNWError, match="different cases"):
         paired.compare(_evaluation({"p1_frame01": (0.5, 1.0)}), _evaluation({"p2_frame01": (0.5, 1.0)}), 10)
@@ -538,7 +554,7 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     (results / "t.json").write_text(json.dumps(table))
     (results / "cost.json").write_text(json.dumps({"rows": []}))
     (results / "cost.md").write_text("Reproduce: `python benchmarks/step_cost.py --workdir benchmarks/work -d 801`")
-    (results / "cmp.json").write_text(json.dumps({"names": ["a", "b"], "rows": [],
+    (results / "cmp.json").write_text(json.dumps({"names": ["a", "b"], "rows": [], "same_runs": True,
                                                   "baseline_files": ["benchmarks/results/per_case/x.json"],
                                                   "method_files": ["benchmarks/results/per_case/y.json"]}))
     (results / "cmq.json").write_text(json.dumps({"names": ["a", "b"], "rows": [],      # an input no table makes
@@ -557,6 +573,7 @@ def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, mon
     # a GPU report is listed, never run on a CPU machine
     assert commands[2] is None and "needs a CUDA GPU" in steps[2]["note"] and steps[2]["source"] == "z_gpu"
     assert "--baseline benchmarks/regen/per_case/x.json" in commands[3] and "--out benchmarks/regen/cmp" in commands[3]
+    assert commands[3].endswith(" --same-runs")
     assert commands[4] is None and "b_net.json" in steps[4]["note"] and "not regenerable" in steps[4]["note"]
     assert commands[5] is None and "not regenerable" in steps[5]["note"] and steps[5]["source"] == "old"
     assert not any("benchmarks/results/" in c for c in commands if c)      # never over the committed results

@@ -7,6 +7,10 @@ cases are their own patients; both sides get the same patients) and, independent
 with replacement. With several runs per side the 95 % interval therefore includes the run-to-run variation of
 training, which a patient-only bootstrap of one run each hides. HD95 uses, per case, the runs with a non-empty
 prediction; a case is left out where either side has none.
+
+When run i of both sides is the same training (the two networks of one two-network run), ``same_runs`` draws
+the runs jointly: a resample keeps each training's two networks together, so the interval holds the difference
+within trainings, not the spread between them.
 """
 from typing import List, Optional, Sequence
 
@@ -38,11 +42,12 @@ def _run_mean(values: np.ndarray) -> np.ndarray:
 
 
 def hierarchical_interval(base: np.ndarray, method: np.ndarray, patients: List[str], resamples: int,
-                          seed: int = 0) -> tuple:
+                          seed: int = 0, same_runs: bool = False) -> tuple:
     """(mean difference, 2.5 %, 97.5 % percentiles) of the mean over cases of (method - baseline), each side
     averaged over its runs. base: (runs_b, cases), method: (runs_m, cases), NaN = undefined; patients: the
     patient of every case. Each resample draws the patients (with all their frames) and, per side, the runs with
-    replacement. With one run per side this is the patient bootstrap."""
+    replacement (``same_runs``: the same run indices on both sides, runs_b == runs_m). With one run per side this
+    is the patient bootstrap."""
     point = _run_mean(method) - _run_mean(base)
     valid = ~np.isnan(point)
     names = sorted({p for p, v in zip(patients, valid) if v})
@@ -56,7 +61,7 @@ def hierarchical_interval(base: np.ndarray, method: np.ndarray, patients: List[s
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(names), size=(resamples, len(names)))
     run_draws_b = rng.integers(0, base.shape[0], size=(resamples, base.shape[0]))
-    run_draws_m = rng.integers(0, method.shape[0], size=(resamples, method.shape[0]))
+    run_draws_m = run_draws_b if same_runs else rng.integers(0, method.shape[0], size=(resamples, method.shape[0]))
     means = np.empty(resamples)
     for i in range(resamples):
         cases = np.concatenate([members[j] for j in draws[i]])
@@ -70,10 +75,13 @@ def _as_runs(evaluations) -> List[dict]:
     return list(evaluations) if isinstance(evaluations, (list, tuple)) else [evaluations]
 
 
-def compare(base, method, resamples: int) -> List[dict]:
+def compare(base, method, resamples: int, same_runs: bool = False) -> List[dict]:
     """Rows of (metric, class, cases, difference, interval, cases better) for one evaluation per side or a list
-    of runs per side."""
+    of runs per side; ``same_runs``: run i of both sides comes from one training (runs drawn jointly)."""
     bases, methods = _as_runs(base), _as_runs(method)
+    if same_runs and len(bases) != len(methods):
+        raise NNWError(f"same runs on both sides needs as many baseline as method evaluations, not {len(bases)} "
+                       f"and {len(methods)}; list them in the same run order, or drop the same-runs option.")
     cases = sorted(bases[0]["per_case"])
     for evaluation in bases + methods:
         if set(evaluation["per_case"]) != set(cases):
@@ -93,7 +101,7 @@ def compare(base, method, resamples: int) -> List[dict]:
             n = int((~np.isnan(per_case)).sum())
             if not n:
                 continue
-            mean, low, high = hierarchical_interval(b, m, patients, resamples)
+            mean, low, high = hierarchical_interval(b, m, patients, resamples, same_runs=same_runs)
             better = int(np.sum(per_case > 0) if metric == "dice" else np.sum(per_case < 0))
             rows.append({"metric": metric, "class": cls or "mean", "n_cases": n, "difference": mean,
                          "ci_low": low, "ci_high": high, "method_better": better})
@@ -109,11 +117,15 @@ def run_summary(evaluations: List[dict]) -> dict:
 
 
 def format_comparison(rows: List[dict], summaries: dict, names: Sequence[str], resamples: int,
-                      n_runs: Sequence[int]) -> List[str]:
+                      n_runs: Sequence[int], same_runs: bool = False) -> List[str]:
     """Markdown lines: per-side run summary and the table of differences. ``n_runs``: (baseline, method)."""
     base_name, method_name = names
-    interval = ("hierarchical bootstrap over patients and, per side, training runs" if max(n_runs) > 1
-                else "percentile bootstrap over patients")
+    if max(n_runs) == 1:
+        interval = "percentile bootstrap over patients"
+    elif same_runs:
+        interval = "hierarchical bootstrap over patients and training runs, run i of both sides from one training"
+    else:
+        interval = "hierarchical bootstrap over patients and, per side, training runs"
     lines = [f"# {method_name} - {base_name}, paired per case", "",
              f"Mean of ({method_name} - {base_name}) over cases, each side averaged over its runs "
              f"({n_runs[1]} and {n_runs[0]}); 95 % interval: {interval} ({resamples} resamples). Dice: "
