@@ -494,6 +494,31 @@ def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
     assert trainer.network_b.kmax.classifier[0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("name", ["nnUNetTrainerDualKMaX_lite", "nnUNetTrainerDualKMaX_lite_predictWeakView"])
+def test_predictor_view_names_the_network_on_each_view(use_env, name):
+    """The weak view (the batch as nnU-Net augments it) goes to network B; ``_predictWeakView`` makes B nnU-Net's
+    own network (saved as network_weights, validated, used by nnUNetv2_predict), and A the extra state."""
+    trainer = make_trainer(name, "2d_lite")
+    trainer.initialize()
+    trainer.strong_view_settings = StrongViewSettings(p_cutout=1.0)
+    data = torch.randn(2, 1, 48, 48)
+    out_strong, out_weak = trainer.network_forward(data)
+    predictor, second = trainer.network, trainer.network_b
+    on_weak = predictor if name.endswith("predictWeakView") else second
+    on_strong = second if on_weak is predictor else predictor
+    with torch.no_grad():
+        assert torch.allclose(on_weak(data, return_aux=True)["seg"][0], out_weak["seg"][0], atol=1e-5)
+        assert not torch.allclose(on_strong(data, return_aux=True)["seg"][0], out_strong["seg"][0], atol=1e-3)
+    assert trainer._extra_state["network_b"] is second
+
+
+def test_predictor_view_is_checked(use_env, monkeypatch):
+    import nnunet_weak.nnunet_ext.nnunet_weak_trainers as shim
+    monkeypatch.setattr(shim.nnUNetTrainerDualKMaX_lite, "predictor_view", "both")
+    with pytest.raises(NNWError, match="predictor_view must be 'strong' or 'weak', not 'both'"):
+        make_trainer("nnUNetTrainerDualKMaX_lite", "2d_lite")
+
+
 def test_kmax_head_on_residual_encoder_plans(use_env):
     """nnU-Net's ResEnc presets give ResidualEncoderUNet configurations: the kMaX head attaches to them too (same
     decoder family), with the residual encoder kept; other architectures are refused with one line."""

@@ -17,11 +17,14 @@ from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKU
                                           nnUNetTrainerDKUXNet_KL, nnUNetTrainerDKUXNet_lite,
                                           nnUNetTrainerDKUXNet_paperGroups, nnUNetTrainerDKUXNet_AdamW,
                                           nnUNetTrainerDKUXNet_lite_AdamW,
-                                          nnUNetTrainerDKUXNet_shared)
+                                          nnUNetTrainerDKUXNet_lite_predictWeakView,
+                                          nnUNetTrainerDKUXNet_predictWeakView, nnUNetTrainerDKUXNet_shared)
 from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite,  # noqa: F401
                                        nnUNetTrainerKMaX_queryLoss)
 from nnunet_weak.training.dynamic_mix import nnUNetTrainerDynamicMix, nnUNetTrainerDynamicMix_dsHead  # noqa: F401,E501
 from nnunet_weak.training.dual_kmax import (nnUNetTrainerDualKMaX, nnUNetTrainerDualKMaX_lite,  # noqa: F401
-                                            nnUNetTrainerDualKMaX_lite_batchForeground)
+                                            nnUNetTrainerDualKMaX_lite_batchForeground,
+                                            nnUNetTrainerDualKMaX_lite_predictWeakView,
+                                            nnUNetTrainerDualKMaX_predictWeakView)
 from nnunet_weak.training.modelmix import (nnUNetTrainerModelMix, nnUNetTrainerModelMix_official,  # noqa: F401
                                            nnUNetTrainerModelMixAux)

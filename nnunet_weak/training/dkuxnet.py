@@ -20,15 +20,18 @@ costs twice as much), nnU-Net's forced-foreground share taken of those b_l sampl
 batch (taken of the whole grown batch, the labelled samples of a 12 + 12 batch get 8 forced, twice the control's 4;
 no difference at the 3D batch of 2 + 2; ``nnUNetTrainerDualKMaX_lite_batchForeground``). Both views come from the
 same patches, so no second loader is needed. The strong view's cutout erases image regions: their labels are ignore
-in network A's supervised terms. Validation and prediction use network A only (``network_weights`` = A, so
-``nnUNetv2_predict -tr nnUNetTrainerDKUXNet`` loads A); network B and its optimiser are extra checkpoint state
-(``--c`` resumes both). Each network has its own optimiser with a 5-epoch linear warm-up and poly decay: nnU-Net's
+in the supervised terms of the network on the strong view (A). Validation and prediction use nnU-Net's own network
+only (``network_weights``, what ``nnUNetv2_predict -tr nnUNetTrainerDKUXNet`` loads): A by default, as the paper
+does not say which network predicts; ``predictor_view = "weak"`` (``_predictWeakView``) gives nnU-Net's network the
+weak view instead, so B (which sees the images as prediction does) is the one saved and used. The other network and
+its optimiser are extra checkpoint state (``--c`` resumes both). Each network has its own optimiser with a 5-epoch linear warm-up and poly decay: nnU-Net's
 SGD (lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5) by default, because the paper's AdamW (lr 1e-4) moves the
 kMaX mask logits too little to train the kMaX output (the one used for prediction) within a run of nnU-Net's length
 (README); ``_AdamW`` keeps it. Gradients are clipped to 12 per network. Default length 200 epochs x 250 iterations
 (``NNW_NUM_EPOCHS`` overrides). torch.compile only when ``nnUNet_compile`` is set explicitly. Single GPU only.
 
 Variants: ``_lite`` (CPU-sized widths; ``_lite_AdamW`` with the paper's optimiser), ``_paperGroups`` (16 / 4 / rest query groups, labels above 2 merged),
+``_predictWeakView`` (B predicts),
 ``_shared`` (one network for both views), ``_AdamW`` (the paper's optimiser), ``_DS`` (deep supervision with
 auxiliary heads at d1-d3), ``_KL`` (symmetric-KL consistency).
 """
@@ -71,6 +74,7 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
     consistency_kind = "mse"          # or "kl" (symmetric)
     detach_weak = False               # True: stop-gradient on network B's side of the consistency
     shared_networks = False
+    predictor_view = "strong"         # the view nnU-Net's network (saved, validated, predicts) trains on: A's
     optimizer_name = "sgd"            # nnU-Net's; "adamw" is the paper's (``_AdamW``)
     warmup_epochs = 5
     default_num_epochs = 200
@@ -86,6 +90,9 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
         elif self.optimizer_name != "sgd":
             raise NNWError(f"{type(self).__name__}.optimizer_name must be 'adamw' or 'sgd', not "
                            f"{self.optimizer_name!r}")
+        if self.predictor_view not in ("strong", "weak"):
+            raise NNWError(f"{type(self).__name__}.predictor_view must be 'strong' or 'weak', not "
+                           f"{self.predictor_view!r}")
         self.network_b = None
         self.optimizer_b = self.lr_scheduler_b = None
 
@@ -179,9 +186,18 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
         super().on_train_epoch_start()
 
     # ------------------------------------------------------------------ step
+    def networks_by_view(self):
+        """(network on the strong view, network on the weak view): nnU-Net's own network takes
+        ``predictor_view``, the second network the other."""
+        if self.predictor_view == "strong":
+            return self.network, self.network_b
+        return self.network_b, self.network
+
     def network_forward(self, data: torch.Tensor):
+        """(strong-view output, weak-view output), whichever network predicts."""
         strong, self._erased = strong_view(data, self.strong_view_settings, return_erased=True)
-        return self.network(strong, return_aux=True), self.network_b(data, return_aux=True)
+        on_strong, on_weak = self.networks_by_view()
+        return on_strong(strong, return_aux=True), on_weak(data, return_aux=True)
 
     def supervised_terms(self, output: dict, target, labelled: torch.Tensor):
         """(L_seg + w_q L_q + w_conv L_conv on the labelled entries, logs); 0 when the batch has none."""
@@ -204,7 +220,7 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
         return total, {"seg": seg_term.detach(), "query": query_term.detach(), "conv": conv_term.detach()}
 
     def compute_loss(self, output, target, data, batch):
-        out_a, out_b = output
+        out_a, out_b = output                 # strong view's (A), weak view's (B), whichever network predicts
         labelled = self.labelled_mask(batch["keys"])
         # A sees the strong view: where its cutout erased the image, the labels are not A's to learn
         target_a = ignore_erased(target, self._erased, self.label_manager.ignore_label)
@@ -258,3 +274,13 @@ class nnUNetTrainerDKUXNet_DS(nnUNetTrainerDKUXNet):
 class nnUNetTrainerDKUXNet_KL(nnUNetTrainerDKUXNet):
     """Symmetric KL instead of MSE for both consistency terms."""
     consistency_kind = "kl"
+
+
+class nnUNetTrainerDKUXNet_predictWeakView(nnUNetTrainerDKUXNet):
+    """Saves and predicts with the network trained on the weak view (B)."""
+    predictor_view = "weak"
+
+
+class nnUNetTrainerDKUXNet_lite_predictWeakView(nnUNetTrainerDKUXNet_lite):
+    """CPU-sized widths; B predicts."""
+    predictor_view = "weak"

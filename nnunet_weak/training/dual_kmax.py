@@ -12,7 +12,8 @@ Everything else is ``nnUNetTrainerKMaX``'s, so that trainer is the matched contr
 terms (nnU-Net's masked Dice + CE with deep supervision on the kMaX output + 0.5 Dice + CE on the U-Net's own
 head, no query loss), labelled samples per step, SGD, poly schedule without warm-up and nnU-Net's 1000 epochs.
 ``_lite``: the CPU-sized head of ``nnUNetTrainerKMaX_lite``; ``_lite_batchForeground``: nnU-Net's forced-foreground
-share of the whole grown batch, as the first 10 % runs were trained.
+share of the whole grown batch, as the first 10 % runs were trained; ``_predictWeakView`` (``_lite_predictWeakView``):
+network B, trained on the weak view, is saved and predicts.
 """
 from nnunet_weak.networks.kmax_plainunet import build_kmax_plain_unet
 from nnunet_weak.training.dkuxnet import nnUNetTrainerDKUXNet
@@ -51,3 +52,13 @@ class nnUNetTrainerDualKMaX_lite_batchForeground(nnUNetTrainerDualKMaX_lite):
     """Forced foreground on the last third of the whole 24-sample batch (8 of the 12 labelled samples; the control
     forces 4 of its 12): how the first three 10 % runs were trained."""
     foreground_share_of_labelled = False
+
+
+class nnUNetTrainerDualKMaX_predictWeakView(nnUNetTrainerDualKMaX):
+    """Saves and predicts with the network trained on the weak view (B)."""
+    predictor_view = "weak"
+
+
+class nnUNetTrainerDualKMaX_lite_predictWeakView(nnUNetTrainerDualKMaX_lite):
+    """The lite head; B predicts."""
+    predictor_view = "weak"
