@@ -1,7 +1,9 @@
-"""Score the *second* network of a two-network trainer (DKUXNet / Dual kMaX: network B, the weak-view one) on the
-validation cases, the way the benchmark scores network A: ``nnUNetv2_predict`` on a copy of the trained fold whose
-``network_weights`` are B's, then the dense evaluation. A diagnostic: it tells whether the network that predicts
-(A, trained on the strong view only) is the weaker of the two.
+"""Score the *second* network of a two-network trainer (DKUXNet / Dual kMaX: the extra-state ``network_b``, the one
+that does not predict) on the validation cases, the way the benchmark scores the predicting one: ``nnUNetv2_predict``
+on a copy of the trained fold whose ``network_weights`` are the second network's, then the dense evaluation. A
+diagnostic: it tells whether the network that predicts is the weaker of the two. Which view that is depends on the
+trainer's ``predictor_view``: DKUXNet and Dual kMaX's ``_predictStrongView`` (how the 10 % runs were trained)
+predict with A (strong view), so this scores B (weak view); Dual kMaX's default the other way round.
 
     python benchmarks/second_network_eval.py \\
         --fold-folder benchmarks/work/nnUNet_results/Dataset805_ACDCSemi10/nnUNetTrainerDualKMaX_lite__nnUNetPlans__2d_lite/fold_0 \\

@@ -494,21 +494,31 @@ def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
     assert trainer.network_b.kmax.classifier[0].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", ["nnUNetTrainerDualKMaX_lite", "nnUNetTrainerDualKMaX_lite_predictWeakView"])
-def test_predictor_view_names_the_network_on_each_view(use_env, name):
-    """The weak view (the batch as nnU-Net augments it) goes to network B; ``_predictWeakView`` makes B nnU-Net's
-    own network (saved as network_weights, validated, used by nnUNetv2_predict), and A the extra state."""
-    trainer = make_trainer(name, "2d_lite")
+@pytest.mark.parametrize("name", ["nnUNetTrainerDualKMaX_lite", "nnUNetTrainerDualKMaX_lite_predictStrongView",
+                                  "nnUNetTrainerDKUXNet_lite", "nnUNetTrainerDKUXNet_lite_predictWeakView"])
+def test_predictor_view_names_the_network_on_each_view(use_env, tiny_3d, monkeypatch, name):
+    """The weak view (the batch as nnU-Net augments it) goes to network B. Dual kMaX's default and DKUXNet's
+    ``_predictWeakView`` make B nnU-Net's own network (saved as network_weights, validated, used by
+    nnUNetv2_predict) and A the extra state; ``_predictStrongView`` and DKUXNet's default the other way round."""
+    dual = "DualKMaX" in name
+    if not dual:
+        import nnunet_weak.nnunet_ext.nnunet_weak_trainers as shim
+        monkeypatch.setattr(getattr(shim, name), "DK_KW", dict(TINY_LITE))
+    trainer = make_trainer(name, "2d_lite" if dual else "3d_lite")
     trainer.initialize()
     trainer.strong_view_settings = StrongViewSettings(p_cutout=1.0)
-    data = torch.randn(2, 1, 48, 48)
+    data, _ = _tiny_batch(trainer, ["tiny_000", "tiny_001"])
     out_strong, out_weak = trainer.network_forward(data)
     predictor, second = trainer.network, trainer.network_b
-    on_weak = predictor if name.endswith("predictWeakView") else second
+    b_predicts = name.endswith("predictWeakView") or name == "nnUNetTrainerDualKMaX_lite"
+    on_weak = predictor if b_predicts else second
     on_strong = second if on_weak is predictor else predictor
+    def seg(out):
+        return out["seg"][0] if isinstance(out["seg"], (list, tuple)) else out["seg"]
+
     with torch.no_grad():
-        assert torch.allclose(on_weak(data, return_aux=True)["seg"][0], out_weak["seg"][0], atol=1e-5)
-        assert not torch.allclose(on_strong(data, return_aux=True)["seg"][0], out_strong["seg"][0], atol=1e-3)
+        assert torch.allclose(seg(on_weak(data, return_aux=True)), seg(out_weak), atol=1e-5)
+        assert not torch.allclose(seg(on_strong(data, return_aux=True)), seg(out_strong), atol=1e-3)
     assert trainer._extra_state["network_b"] is second
 
 

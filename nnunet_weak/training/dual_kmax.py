@@ -5,15 +5,17 @@ nnU-Net is the architecture's. This trainer adds what Dual-KMax UX-Net does with
 networks, A on the strong view and B on nnU-Net's augmented (weak) view of every batch, with segmentation and
 query-distribution consistency on labelled and unlabelled cases alike (the step of ``nnUNetTrainerDKUXNet``, whose
 plumbing it reuses: labelled share, batch grown so that every step sees the planned batch of labelled samples with
-the control's forced-foreground share, cutout-erased labels ignored for A, two optimisers, B as extra checkpoint
-state, A for prediction).
+the control's forced-foreground share, cutout-erased labels ignored for A, two optimisers, the second network as
+extra checkpoint state). Prediction uses network B, the one trained on nnU-Net's (weak) view: nnU-Net's own network takes that view
+(``predictor_view = "weak"``), A is the extra state; A only ever sees the strong view's intensity changes and
+cutout, which prediction never shows it (README, "Which network predicts"). ``_predictStrongView`` predicts with A,
+as ``nnUNetTrainerDKUXNet`` does.
 
 Everything else is ``nnUNetTrainerKMaX``'s, so that trainer is the matched control: the same network, supervised
 terms (nnU-Net's masked Dice + CE with deep supervision on the kMaX output + 0.5 Dice + CE on the U-Net's own
 head, no query loss), labelled samples per step, SGD, poly schedule without warm-up and nnU-Net's 1000 epochs.
 ``_lite``: the CPU-sized head of ``nnUNetTrainerKMaX_lite``; ``_lite_batchForeground``: nnU-Net's forced-foreground
-share of the whole grown batch, as the first 10 % runs were trained; ``_predictWeakView`` (``_lite_predictWeakView``):
-network B, trained on the weak view, is saved and predicts.
+share of the whole grown batch and A predicting, as the first 10 % runs were trained.
 """
 from nnunet_weak.networks.kmax_plainunet import build_kmax_plain_unet
 from nnunet_weak.training.dkuxnet import nnUNetTrainerDKUXNet
@@ -30,6 +32,7 @@ class nnUNetTrainerDualKMaX(nnUNetTrainerDKUXNet):
     optimizer_name = "sgd"
     warmup_epochs = 0
     default_num_epochs = 1000
+    predictor_view = "weak"       # B predicts
 
     build_network_architecture = own_network(build_kmax_plain_unet, "KMAX_KW")
 
@@ -50,15 +53,16 @@ class nnUNetTrainerDualKMaX_lite(nnUNetTrainerDualKMaX):
 
 class nnUNetTrainerDualKMaX_lite_batchForeground(nnUNetTrainerDualKMaX_lite):
     """Forced foreground on the last third of the whole 24-sample batch (8 of the 12 labelled samples; the control
-    forces 4 of its 12): how the first three 10 % runs were trained."""
+    forces 4 of its 12) and A predicting: how the first three 10 % runs were trained."""
     foreground_share_of_labelled = False
+    predictor_view = "strong"
 
 
-class nnUNetTrainerDualKMaX_predictWeakView(nnUNetTrainerDualKMaX):
-    """Saves and predicts with the network trained on the weak view (B)."""
-    predictor_view = "weak"
+class nnUNetTrainerDualKMaX_predictStrongView(nnUNetTrainerDualKMaX):
+    """Saves and predicts with the network trained on the strong view (A)."""
+    predictor_view = "strong"
 
 
-class nnUNetTrainerDualKMaX_lite_predictWeakView(nnUNetTrainerDualKMaX_lite):
-    """The lite head; B predicts."""
-    predictor_view = "weak"
+class nnUNetTrainerDualKMaX_lite_predictStrongView(nnUNetTrainerDualKMaX_lite):
+    """The lite head; A predicts (how the matched 10 % runs were saved and scored)."""
+    predictor_view = "strong"
