@@ -24,14 +24,15 @@ in the supervised terms of the network on the strong view (A). Validation and pr
 only (``network_weights``, what ``nnUNetv2_predict -tr nnUNetTrainerDKUXNet`` loads): A by default, as the paper
 does not say which network predicts; ``predictor_view = "weak"`` (``_predictWeakView``) gives nnU-Net's network the
 weak view instead, so B (which sees the images as prediction does) is the one saved and used. The other network and
-its optimiser are extra checkpoint state (``--c`` resumes both). Each network has its own optimiser with a 5-epoch linear warm-up and poly decay: nnU-Net's
-SGD (lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5) by default, because the paper's AdamW (lr 1e-4) moves the
-kMaX mask logits too little to train the kMaX output (the one used for prediction) within a run of nnU-Net's length
-(README); ``_AdamW`` keeps it. Gradients are clipped to 12 per network. Default length 200 epochs x 250 iterations
-(``NNW_NUM_EPOCHS`` overrides). torch.compile only when ``nnUNet_compile`` is set explicitly. Single GPU only.
+its optimiser are extra checkpoint state (``--c`` resumes both). Each network has its own optimiser with a 5-epoch
+linear warm-up and poly decay: nnU-Net's SGD (lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5) by default,
+because the paper's AdamW (lr 1e-4) moves the kMaX mask logits too little to train the kMaX output (the one used for
+prediction) within a run of nnU-Net's length (README); ``_AdamW`` keeps it. Gradients are clipped to 12 per network.
+Default length 200 epochs x 250 iterations (``NNW_NUM_EPOCHS`` overrides). torch.compile only when
+``nnUNet_compile`` is set explicitly. Single GPU only.
 
-Variants: ``_lite`` (CPU-sized widths; ``_lite_AdamW`` with the paper's optimiser), ``_paperGroups`` (16 / 4 / rest query groups, labels above 2 merged),
-``_predictWeakView`` (B predicts),
+Variants: ``_lite`` (CPU-sized widths; ``_lite_AdamW`` with the paper's optimiser), ``_paperGroups`` (16 / 4 / rest
+query groups, labels above 2 merged), ``_predictWeakView`` (B predicts; ``_lite_predictWeakView``),
 ``_shared`` (one network for both views), ``_AdamW`` (the paper's optimiser), ``_DS`` (deep supervision with
 auxiliary heads at d1-d3), ``_KL`` (symmetric-KL consistency).
 """

@@ -1,12 +1,12 @@
 """``nnUNetTrainerDualKMaX``: Dual-KMax mutual learning on nnU-Net's plain U-Net with the kMaX head, in 2D or 3D.
 
-``nnUNetTrainerKMaX`` trains one ``KMaXUNet`` on the labelled cases only, so its gain over labelled-only
-nnU-Net is the architecture's. This trainer adds what Dual-KMax UX-Net does with the unlabelled cases: two such
-networks, A on the strong view and B on nnU-Net's augmented (weak) view of every batch, with segmentation and
-query-distribution consistency on labelled and unlabelled cases alike (the step of ``nnUNetTrainerDKUXNet``, whose
-plumbing it reuses: labelled share, batch grown so that every step sees the planned batch of labelled samples with
-the control's forced-foreground share, cutout-erased labels ignored for A, two optimisers, the second network as
-extra checkpoint state). Prediction uses network B, the one trained on nnU-Net's (weak) view: nnU-Net's own network takes that view
+``nnUNetTrainerKMaX`` trains one ``KMaXUNet`` on the labelled cases only, so its gain over labelled-only nnU-Net is
+the architecture's. This trainer adds what Dual-KMax UX-Net does with the unlabelled cases: two such networks, A on
+the strong view and B on nnU-Net's augmented (weak) view of every batch, with segmentation and query-distribution
+consistency on labelled and unlabelled cases alike (the step of ``nnUNetTrainerDKUXNet``, whose plumbing it reuses:
+labelled share, batch grown so that every step sees the planned batch of labelled samples with the control's
+forced-foreground share, cutout-erased labels ignored for A, two optimisers, the second network as extra checkpoint
+state). Prediction uses network B, the one trained on nnU-Net's (weak) view: nnU-Net's own network takes that view
 (``predictor_view = "weak"``), A is the extra state; A only ever sees the strong view's intensity changes and
 cutout, which prediction never shows it (README, "Which network predicts"). ``_predictStrongView`` predicts with A,
 as ``nnUNetTrainerDKUXNet`` does.
