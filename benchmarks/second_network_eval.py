@@ -51,7 +51,7 @@ def swapped_checkpoint(checkpoint: dict, source: str, name: str = "network_b") -
 
 
 def model_copy(fold_folder: str, work: str) -> tuple:
-    """Copy the trainer folder's json files and a network-B checkpoint into ``work``/nnUNet_results; returns
+    """Copy the trainer folder's json files and a second-network checkpoint into ``work``/nnUNet_results; returns
     (results root, dataset id, configuration, trainer, plans, fold)."""
     fold_folder = os.path.abspath(fold_folder.rstrip("/"))
     checkpoint_file = os.path.join(fold_folder, "checkpoint_final.pth")
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     except NNWError as e:
         print(f"second_network_eval: {e}", file=sys.stderr)
         return 1
-    print(f"network B of {args.fold_folder}: {result['n_cases']} cases, mean Dice "
+    print(f"second network (network_b) of {args.fold_folder}: {result['n_cases']} cases, mean Dice "
           f"{result['mean_over_classes']['dice']:.3f}, per class "
           + ", ".join(f"{c} {result['mean'][c]['dice']:.3f}" for c in classes)
           + f"; mean HD95 {result['mean_over_classes']['hd95']:.1f}; per-case {args.per_case}")

@@ -60,8 +60,8 @@ class MixedLabelDataLoader(nnUNetDataLoader):
 
     def _oversample_last_of_labelled(self, sample_idx: int) -> bool:
         """nnU-Net's "last XX percent" rule applied to the labelled samples (the batch's tail) alone."""
-        j = sample_idx - (self.batch_size - self.n_labelled)
-        return j >= 0 and not j < round(self.n_labelled * (1 - self.oversample_foreground_percent))
+        first_forced = round(self.n_labelled * (1 - self.oversample_foreground_percent))
+        return sample_idx - (self.batch_size - self.n_labelled) >= max(first_forced, 0)
 
     def get_indices(self):
         n_unl = self.batch_size - self.n_labelled
