@@ -13,7 +13,7 @@ predict with A (strong view), so this scores B (weak view); Dual kMaX's default 
 
 The copy lives under ``--work`` (default: a new temporary folder); the trained fold is only read, and it must sit
 where ``nnUNetv2_train`` put it (``DatasetXXX_Name/TRAINER__PLANS__CONFIG/fold_N``), which names the model.
-Prediction as the benchmark's: CPU, TTA off, one process.
+Prediction and scoring are the benchmark's own (``predict_and_score``: CPU, TTA off, one process).
 """
 import argparse
 import os
@@ -25,9 +25,7 @@ import tempfile
 import torch
 from batchgenerators.utilities.file_and_folder_operations import load_json
 
-from nnunet_weak.evaluation.evaluate_dense import evaluate_folder
-from nnunet_weak.experiment import steps
-from nnunet_weak.experiment.benchmark import dataset_classes
+from nnunet_weak.experiment.benchmark import Model, Reference, dataset_classes, plans_args, predict_and_score
 from nnunet_weak.training.weak_base import EXTRA_STATE_KEY
 from nnunet_weak.utilities.errors import NNWError
 
@@ -87,26 +85,34 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     work = args.work or tempfile.mkdtemp(prefix="second_network_")
     try:
-        root, dataset_id, configuration, trainer, plans, fold = model_copy(args.fold_folder, work)
         dataset_json_file = os.path.join(args.fold_folder, "..", "dataset.json")
+        if not os.path.isfile(dataset_json_file):
+            raise NNWError(f"{os.path.abspath(dataset_json_file)} not found: pass the fold folder of a training "
+                           f"(nnUNet_results/DatasetXXX_Name/TRAINER__PLANS__CONFIG/fold_N).")
         dataset_json = load_json(dataset_json_file)
-        classes = dataset_classes(dataset_json, dataset_json_file)
+        reference = Reference(os.path.abspath(args.ref), dataset_classes(dataset_json, dataset_json_file),
+                              dataset_json["file_ending"])
+        inputs = os.path.abspath(args.inputs)
+        n_cases = len([f for f in os.listdir(inputs) if f.endswith("_0000" + reference.file_ending)]) \
+            if os.path.isdir(inputs) else 0
+        if n_cases == 0:
+            raise NNWError(f"{inputs} holds no images named CASE_0000{reference.file_ending}; pass the folder the "
+                           f"benchmark linked the validation images into (benchmarks/work/inputs/...).")
+        root, dataset_id, configuration, trainer, plans, fold = model_copy(args.fold_folder, work)
+        # timing and precision are read from the trained fold; prediction runs from the copy
+        model = Model(dataset_id, configuration, int(fold), trainer, os.path.abspath(args.fold_folder),
+                      predict_args=["--disable_tta"] + plans_args(plans))
         env = dict(os.environ, nnUNet_results=root, nnUNet_compile="f")
         env.setdefault("nnUNet_raw", os.path.join(work, "raw"))
         env.setdefault("nnUNet_preprocessed", os.path.join(work, "preprocessed"))
-        pred = os.path.join(work, "predictions")
-        extra = ["--disable_tta"] + ([] if plans == "nnUNetPlans" else ["-p", plans])
-        steps.predict(os.path.abspath(args.inputs), pred, dataset_id, configuration, fold, trainer, env,
-                      os.path.join(work, "predict.log"), extra)
-        result = evaluate_folder(pred, args.ref, classes, dataset_json["file_ending"], output_json=args.per_case,
-                                 output_md=args.per_case[:-len(".json")] + ".md", overwrite=True, allow_missing=True)
+        row = predict_and_score(model, inputs, os.path.join(work, "predictions"), n_cases, reference,
+                                args.per_case, env, os.path.join(work, "predict.log"))
     except NNWError as e:
         print(f"second_network_eval: {e}", file=sys.stderr)
         return 1
-    print(f"second network (network_b) of {args.fold_folder}: {result['n_cases']} cases, mean Dice "
-          f"{result['mean_over_classes']['dice']:.3f}, per class "
-          + ", ".join(f"{c} {result['mean'][c]['dice']:.3f}" for c in classes)
-          + f"; mean HD95 {result['mean_over_classes']['hd95']:.1f}; per-case {args.per_case}")
+    print(f"second network (network_b) of {args.fold_folder}: {row['n_cases']} cases, mean Dice "
+          f"{row['mean_dice']:.3f}, per class " + ", ".join(f"{c} {d:.3f}" for c, d in row["dice"].items())
+          + f"; mean HD95 {row['mean_hd95']:.1f}; per-case {args.per_case}")
     return 0
 
 

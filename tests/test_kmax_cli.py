@@ -1,6 +1,7 @@
 """nnUNetTrainerKMaX and the 2D Dual-KMax trainer end to end through the stock CLI: train (1 epoch x 2 iterations)
 on the tiny scribble dataset's 2d configuration, then ``nnUNetv2_predict``."""
 import glob
+import json
 import importlib.util
 import os
 import re
@@ -43,15 +44,15 @@ def test_kmax_train_predict_cli(tiny_env, tmp_path):
     assert any(k.startswith("kmax.") for k in saved["network_weights"])
 
 
-def test_dual_kmax_train_predict_cli(tiny_env, tmp_path):
-    """Both networks train (B rides in the checkpoint), A predicts."""
+def test_dual_kmax_train_predict_cli(tiny_env, tmp_path, capsys):
+    """Both networks train (the second rides in the checkpoint), B predicts; the diagnostic scores the second."""
     terms, text, saved = _train_and_predict(tiny_env, tmp_path, "nnUNetTrainerDualKMaX_lite")
     assert {"seg_a", "seg_b", "segc", "qdc"} <= set(terms) and all(np.isfinite(v) for v in terms.values())
     assert "as many labelled samples per step" in text                       # the tiny set has unlabelled cases
     assert "forced foreground on the same share of them" in text
     assert set(saved["nnunet_weak_extra_state"]) == {"network_b", "optimizer_b"}
 
-    # the diagnostic copy predicts with B through the stock CLI
+    # the diagnostic's copy holds the second network as network_weights
     env, raw = tiny_env
     fold = os.path.join(steps.model_folder(env, TINY_NAME, "nnUNetTrainerDualKMaX_lite", "2d"), "fold_0")
     root, dataset_id, configuration, trainer, plans, fold_name = second_network.model_copy(fold, str(tmp_path / "b"))
@@ -59,13 +60,22 @@ def test_dual_kmax_train_predict_cli(tiny_env, tmp_path):
                                                                       "nnUNetPlans", "0")
     copied = torch.load(os.path.join(root, TINY_NAME, "nnUNetTrainerDualKMaX_lite__nnUNetPlans__2d", "fold_0",
                                      "checkpoint_final.pth"), map_location="cpu", weights_only=False)
-    b = saved["nnunet_weak_extra_state"]["network_b"]
-    assert all(torch.equal(copied["network_weights"][k], b[k]) for k in b)
-    assert not all(torch.equal(saved["network_weights"][k], b[k]) for k in b)    # A and B differ
-    pred = str(tmp_path / "pred_b")
-    steps.predict(os.path.join(raw, "imagesTs"), pred, TINY_ID, "2d", 0, "nnUNetTrainerDualKMaX_lite",
-                  {**env, "nnUNet_results": root}, str(tmp_path / "b.log"), ["--disable_tta"])
-    assert sorted(f for f in os.listdir(pred) if f.endswith(".nii.gz")) == ["tiny_008.nii.gz", "tiny_009.nii.gz"]
+    second = saved["nnunet_weak_extra_state"]["network_b"]
+    assert all(torch.equal(copied["network_weights"][k], second[k]) for k in second)
+    assert not all(torch.equal(saved["network_weights"][k], second[k]) for k in second)   # the two differ
+
+    # ... and predicts and scores it through the stock CLI and the benchmark's scoring
+    per_case = str(tmp_path / "second.json")
+    assert second_network.main(["--fold-folder", fold, "--inputs", os.path.join(raw, "imagesTs"), "--ref",
+                                os.path.join(raw, "labelsTs"), "--per-case", per_case,
+                                "--work", str(tmp_path / "b2")]) == 0
+    scored = json.load(open(per_case))
+    assert sorted(scored["per_case"]) == ["tiny_008", "tiny_009"] and scored["n_cases"] == 2
+    assert "second network (network_b)" in capsys.readouterr().out
+    assert second_network.main(["--fold-folder", fold, "--inputs", str(tmp_path / "nothing"), "--ref",
+                                os.path.join(raw, "labelsTs"), "--per-case", per_case,
+                                "--work", str(tmp_path / "b3")]) == 1
+    assert "holds no images named CASE_0000.nii.gz" in capsys.readouterr().err
 
 
 def test_second_network_refuses_single_network_checkpoints():
