@@ -462,7 +462,7 @@ def test_dkuxnet_variants_train_step(use_env, tiny_3d, monkeypatch, name):
 
 def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
     """nnUNetTrainerDualKMaX: nnUNetTrainerKMaX's network and supervised terms (its matched control) for two
-    networks, plus the consistency on every entry; 2D, deep supervision, SGD without warm-up, A for prediction."""
+    networks, plus the consistency on every entry; 2D, deep supervision, SGD without warm-up."""
     trainer = make_trainer("nnUNetTrainerDualKMaX_lite", "2d_lite")
     check_inference_contract(trainer)
     assert type(trainer.network).__name__ == type(trainer.network_b).__name__ == "KMaXUNet"
@@ -492,6 +492,33 @@ def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
     assert loss.item() == pytest.approx((expected[0] + expected[1] + 0.1 * (segc + qdc)).item(), rel=1e-4)
     loss.backward()
     assert trainer.network_b.kmax.classifier[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerDualKMaX_lite", "nnUNetTrainerDualKMaX_lite_noConsistency"])
+def test_unlabelled_cases_train_only_through_the_consistency(use_env, name):
+    """On a batch of unlabelled cases only, the default's loss is the consistency alone and moves both networks;
+    ``_noConsistency`` gives 0 and no gradient, so the unlabelled cases take no part in it."""
+    trainer = make_trainer(name, "2d_lite")
+    trainer.initialize()
+    trainer.do_split()
+    trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
+    trainer.current_epoch, trainer._iter_in_epoch = 5, 0                     # ramp at its maximum
+    keys = [UNLABELLED[0], UNLABELLED[1]]
+    data, full = _tiny_batch(trainer, keys)
+    target = [full] + [F.interpolate(full, size=tuple(s // f for s in full.shape[2:]), mode="nearest-exact")
+                       for f in (2, 4)][:len(trainer.loss.weight_factors) - 1]
+    output = trainer.network_forward(data)
+    loss, logs = trainer.compute_loss(output, target, data, {"keys": keys})
+    assert logs["segc"] > 0 and logs["qdc"] > 0                              # computed and logged either way
+    loss.backward()
+    grads = [p.grad.abs().sum().item() if p.grad is not None else 0.0
+             for net in (trainer.network, trainer.network_b) for p in net.parameters()]
+    if name.endswith("noConsistency"):
+        assert loss.item() == 0.0 and max(grads) == 0.0
+    else:
+        assert loss.item() == pytest.approx(0.1 * (logs["segc"] + logs["qdc"]).item(), rel=1e-5)
+        assert trainer.network.kmax.classifier[0].weight.grad.abs().sum() > 0
+        assert trainer.network_b.kmax.classifier[0].weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", ["nnUNetTrainerDualKMaX_lite", "nnUNetTrainerDualKMaX_lite_predictStrongView",

@@ -24,6 +24,7 @@ from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite
 from nnunet_weak.training.dynamic_mix import nnUNetTrainerDynamicMix, nnUNetTrainerDynamicMix_dsHead  # noqa: F401,E501
 from nnunet_weak.training.dual_kmax import (nnUNetTrainerDualKMaX, nnUNetTrainerDualKMaX_lite,  # noqa: F401
                                             nnUNetTrainerDualKMaX_lite_batchForeground,
+                                            nnUNetTrainerDualKMaX_lite_noConsistency,
                                             nnUNetTrainerDualKMaX_lite_predictStrongView,
                                             nnUNetTrainerDualKMaX_predictStrongView)
 from nnunet_weak.training.modelmix import (nnUNetTrainerModelMix, nnUNetTrainerModelMix_official,  # noqa: F401

@@ -15,7 +15,8 @@ Everything else is ``nnUNetTrainerKMaX``'s, so that trainer is the matched contr
 terms (nnU-Net's masked Dice + CE with deep supervision on the kMaX output + 0.5 Dice + CE on the U-Net's own
 head, no query loss), labelled samples per step, SGD, poly schedule without warm-up and nnU-Net's 1000 epochs.
 ``_lite``: the CPU-sized head of ``nnUNetTrainerKMaX_lite``; ``_lite_batchForeground``: nnU-Net's forced-foreground
-share of the whole grown batch and A predicting, as the first 10 % runs were trained.
+share of the whole grown batch and A predicting, as the first 10 % runs were trained; ``_lite_noConsistency``: the
+consistency weight 0, so the unlabelled cases take no part and the two networks train apart on the labelled ones.
 """
 from nnunet_weak.networks.kmax_plainunet import build_kmax_plain_unet
 from nnunet_weak.training.dkuxnet import nnUNetTrainerDKUXNet
@@ -66,3 +67,9 @@ class nnUNetTrainerDualKMaX_predictStrongView(nnUNetTrainerDualKMaX):
 class nnUNetTrainerDualKMaX_lite_predictStrongView(nnUNetTrainerDualKMaX_lite):
     """The lite head; A predicts (how the matched 10 % runs were saved and scored)."""
     predictor_view = "strong"
+
+
+class nnUNetTrainerDualKMaX_lite_noConsistency(nnUNetTrainerDualKMaX_lite):
+    """Consistency weight 0 (terms still computed and logged, so the step costs the same): B is then kMaX lite
+    trained inside this trainer's batch and sampler; the default minus this variant is the consistency's share."""
+    consistency_weight = 0.0
