@@ -460,6 +460,20 @@ def test_dkuxnet_variants_train_step(use_env, tiny_3d, monkeypatch, name):
         assert trainer.query_loss.class_to_group.tolist() == [0, 1, 2, 2]
 
 
+def _dual_kmax_step(trainer, keys):
+    """(output, deep-supervision target, loss, logs) of one Dual kMaX step on the tiny batch of ``keys``, with the
+    consistency ramp at its maximum."""
+    trainer.do_split()
+    trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
+    trainer.current_epoch, trainer._iter_in_epoch = 5, 0
+    data, full = _tiny_batch(trainer, keys)
+    target = [full] + [F.interpolate(full, size=tuple(s // f for s in full.shape[2:]), mode="nearest-exact")
+                       for f in (2, 4)][:len(trainer.loss.weight_factors) - 1]
+    output = trainer.network_forward(data)
+    loss, logs = trainer.compute_loss(output, target, data, {"keys": keys})
+    return output, target, loss, logs
+
+
 def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
     """nnUNetTrainerDualKMaX: nnUNetTrainerKMaX's network and supervised terms (its matched control) for two
     networks, plus the consistency on every entry; 2D, deep supervision, SGD without warm-up."""
@@ -472,15 +486,7 @@ def test_dual_kmax_is_kmax_plus_mutual_learning_on_unlabelled_cases(use_env):
     control.initialize()
     assert list(trainer.network.state_dict()) == list(control.network.state_dict())
 
-    trainer.do_split()
-    trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
-    trainer.current_epoch, trainer._iter_in_epoch = 5, 0                     # ramp at its maximum
-    keys = [UNLABELLED[1], "tiny_002"]
-    data, full = _tiny_batch(trainer, keys)
-    target = [full] + [F.interpolate(full, size=tuple(s // f for s in full.shape[2:]), mode="nearest-exact")
-                       for f in (2, 4)][:len(trainer.loss.weight_factors) - 1]
-    output = trainer.network_forward(data)
-    loss, logs = trainer.compute_loss(output, target, data, {"keys": keys})
+    output, target, loss, logs = _dual_kmax_step(trainer, [UNLABELLED[1], "tiny_002"])
     out_a, out_b = output
     target_a = ignore_erased(target, trainer._erased, 4)
     expected = []
@@ -500,15 +506,7 @@ def test_unlabelled_cases_train_only_through_the_consistency(use_env, name):
     ``_noConsistency`` gives 0 and no gradient, so the unlabelled cases take no part in it."""
     trainer = make_trainer(name, "2d_lite")
     trainer.initialize()
-    trainer.do_split()
-    trainer.num_epochs, trainer.num_iterations_per_epoch = 10, 10
-    trainer.current_epoch, trainer._iter_in_epoch = 5, 0                     # ramp at its maximum
-    keys = [UNLABELLED[0], UNLABELLED[1]]
-    data, full = _tiny_batch(trainer, keys)
-    target = [full] + [F.interpolate(full, size=tuple(s // f for s in full.shape[2:]), mode="nearest-exact")
-                       for f in (2, 4)][:len(trainer.loss.weight_factors) - 1]
-    output = trainer.network_forward(data)
-    loss, logs = trainer.compute_loss(output, target, data, {"keys": keys})
+    _, _, loss, logs = _dual_kmax_step(trainer, [UNLABELLED[0], UNLABELLED[1]])
     assert logs["segc"] > 0 and logs["qdc"] > 0                              # computed and logged either way
     loss.backward()
     grads = [p.grad.abs().sum().item() if p.grad is not None else 0.0
