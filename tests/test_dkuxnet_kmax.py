@@ -460,6 +460,52 @@ def test_dkuxnet_variants_train_step(use_env, tiny_3d, monkeypatch, name):
         assert trainer.query_loss.class_to_group.tolist() == [0, 1, 2, 2]
 
 
+@pytest.mark.parametrize("name", ["nnUNetTrainerDKUXNet_lite_labelledOnly",
+                                  "nnUNetTrainerDKUXNet_lite_labelledOnly_weakView"])
+def test_dkuxnet_labelled_only_control_is_the_predicting_network_alone(use_env, tiny_3d, monkeypatch, name):
+    """The matched control of DKUXNet: one network, batches of labelled cases only at the planned size, and on the
+    same weights and random draws exactly the method's supervised terms of the network that predicts (A on the
+    strong view with cutout labels ignored; B on the weak view for ``_weakView``)."""
+    import nnunet_weak.nnunet_ext.nnunet_weak_trainers as shim
+    weak = name.endswith("weakView")
+    method_name = "nnUNetTrainerDKUXNet_lite_predictWeakView" if weak else "nnUNetTrainerDKUXNet_lite"
+    for n in (name, method_name):
+        monkeypatch.setattr(getattr(shim, n), "DK_KW", dict(TINY_LITE))
+    control, method = make_trainer(name, "3d_lite"), make_trainer(method_name, "3d_lite")
+    for t in (control, method):
+        t.initialize()
+        t.strong_view_settings = StrongViewSettings(p_cutout=1.0)
+    assert control.network_b is None and control.optimizers() == [control.optimizer]
+    assert isinstance(control.optimizer, torch.optim.SGD) and not control._extra_state
+
+    loader, _ = control.get_dataloaders()
+    batch = next(loader)
+    assert control.batch_size == control.configuration_manager.batch_size == len(batch["keys"])
+    assert not set(batch["keys"]) & set(UNLABELLED) and control.unlabelled_keys == set(UNLABELLED)
+
+    control.network.load_state_dict(method.network.state_dict())
+    keys = ["tiny_000", "tiny_002"]
+    data, target = _tiny_batch(control, keys)
+    torch.manual_seed(3)
+    loss, logs = control.compute_loss(control.network_forward(data), target, data, {"keys": keys})
+    torch.manual_seed(3)
+    _, method_logs = method.compute_loss(method.network_forward(data), target, data, {"keys": keys})
+    own = "b" if weak else "a"
+    expected = method_logs[f"seg_{own}"] + 0.1 * method_logs[f"query_{own}"] + 0.5 * method_logs[f"conv_{own}"]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert (control._erased is None) == weak
+    if not weak:                                                             # the cutout's labels were ignored
+        torch.manual_seed(3)
+        unmasked, _ = control.supervised_terms(control.network_forward(data), target, torch.ones(2, dtype=bool))
+        assert control._erased.any() and abs(unmasked.item() - loss.item()) > 1e-4
+
+    before = [p.detach().clone() for p in control.network.parameters()]
+    out = control.train_step(batch)
+    assert np.isfinite(out["loss"]) and "segc" not in out
+    assert any(not torch.equal(a, p) for a, p in zip(before, control.network.parameters()))
+    check_inference_contract(control)                                        # strict load by nnU-Net's predictor
+
+
 def _dual_kmax_step(trainer, keys):
     """(output, deep-supervision target, loss, logs) of one Dual kMaX step on the tiny batch of ``keys``, with the
     consistency ramp at its maximum."""

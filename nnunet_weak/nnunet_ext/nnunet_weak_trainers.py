@@ -16,7 +16,9 @@ from nnunet_weak.training.pclmix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMi
 from nnunet_weak.training.dkuxnet import (nnUNetTrainerDKUXNet, nnUNetTrainerDKUXNet_DS,  # noqa: F401
                                           nnUNetTrainerDKUXNet_KL, nnUNetTrainerDKUXNet_lite,
                                           nnUNetTrainerDKUXNet_paperGroups, nnUNetTrainerDKUXNet_AdamW,
-                                          nnUNetTrainerDKUXNet_lite_AdamW,
+                                          nnUNetTrainerDKUXNet_lite_AdamW, nnUNetTrainerDKUXNet_labelledOnly,
+                                          nnUNetTrainerDKUXNet_lite_labelledOnly,
+                                          nnUNetTrainerDKUXNet_lite_labelledOnly_weakView,
                                           nnUNetTrainerDKUXNet_lite_predictWeakView,
                                           nnUNetTrainerDKUXNet_predictWeakView, nnUNetTrainerDKUXNet_shared)
 from nnunet_weak.training.kmax import (nnUNetTrainerKMaX, nnUNetTrainerKMaX_lite,  # noqa: F401

@@ -34,7 +34,8 @@ Default length 200 epochs x 250 iterations (``NNW_NUM_EPOCHS`` overrides). torch
 Variants: ``_lite`` (CPU-sized widths; ``_lite_AdamW`` with the paper's optimiser), ``_paperGroups`` (16 / 4 / rest
 query groups, labels above 2 merged), ``_predictWeakView`` (B predicts; ``_lite_predictWeakView``),
 ``_shared`` (one network for both views), ``_AdamW`` (the paper's optimiser), ``_DS`` (deep supervision with
-auxiliary heads at d1-d3), ``_KL`` (symmetric-KL consistency).
+auxiliary heads at d1-d3), ``_KL`` (symmetric-KL consistency). Matched controls: ``_labelledOnly`` (one network on
+the labelled cases and the predicting network's view; ``_lite_labelledOnly``, ``_lite_labelledOnly_weakView``).
 """
 import math
 
@@ -137,24 +138,28 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
             return
         super().initialize()
         self.refuse_multi_gpu("network B and the kMaX layers' no-gradient predictors are outside DDP's bookkeeping")
-        if self.shared_networks:
-            self.network_b = self.network
-        else:
-            # B draws its initial weights from the random stream after A's, so the two start apart
-            network_b = self.build_network_architecture(
-                self.plans_manager, self.configuration_manager, self.num_input_channels,
-                self.label_manager.num_segmentation_heads, self.enable_deep_supervision).to(self.device)
-            if self._do_i_compile():
-                network_b = torch.compile(network_b)
-            self.network_b = network_b
-            self.optimizer_b, self.lr_scheduler_b = self._make_optimizer(network_b)
-            self.register_extra_state("network_b", unwrap(network_b))
-            self.register_extra_state("optimizer_b", self.optimizer_b)
+        self.build_second_network()
         ignore = self.label_manager.ignore_label
         self.conv_loss = single_scale(dice_ce_loss(self, ignore_label=ignore))
         self.query_loss = QueryLoss(group_of_class(self.query_groups(), self.label_manager.num_segmentation_heads),
                                     ignore)
         self.consistency = DistributionConsistency(self.consistency_kind, detach_second=self.detach_weak)
+
+    def build_second_network(self) -> None:
+        """Network B with its own optimiser, saved as extra checkpoint state (``_shared``: A itself)."""
+        if self.shared_networks:
+            self.network_b = self.network
+            return
+        # B draws its initial weights from the random stream after A's, so the two start apart
+        network_b = self.build_network_architecture(
+            self.plans_manager, self.configuration_manager, self.num_input_channels,
+            self.label_manager.num_segmentation_heads, self.enable_deep_supervision).to(self.device)
+        if self._do_i_compile():
+            network_b = torch.compile(network_b)
+        self.network_b = network_b
+        self.optimizer_b, self.lr_scheduler_b = self._make_optimizer(network_b)
+        self.register_extra_state("network_b", unwrap(network_b))
+        self.register_extra_state("optimizer_b", self.optimizer_b)
 
     def get_dataloaders(self):
         # the labelled share halves the labelled samples of a batch; the labelled-only control sees a whole batch
@@ -284,4 +289,39 @@ class nnUNetTrainerDKUXNet_predictWeakView(nnUNetTrainerDKUXNet):
 
 class nnUNetTrainerDKUXNet_lite_predictWeakView(nnUNetTrainerDKUXNet_lite):
     """CPU-sized widths; B predicts."""
+    predictor_view = "weak"
+
+
+class nnUNetTrainerDKUXNet_labelledOnly(nnUNetTrainerDKUXNet):
+    """Matched control of ``nnUNetTrainerDKUXNet``: the network that predicts, trained alone on the labelled cases.
+
+    One DKUXNet on ``predictor_view`` (the strong view, cutout-erased labels ignored, as A), its supervised terms
+    (DiceCE + 0.1 L_q + 0.5 DiceCE(conv)), the same labelled samples per step (every sample of the planned batch from
+    a labelled case, nnU-Net's forced-foreground share of it), SGD with warm-up and poly, the same length. What is
+    missing is the method: network B, the consistency terms and the unlabelled cases."""
+    labelled_fraction = 1.0
+    match_labelled_samples = False
+
+    def build_second_network(self) -> None:
+        self.network_b = None
+
+    def network_forward(self, data: torch.Tensor):
+        self._erased = None
+        if self.predictor_view == "strong":
+            data, self._erased = strong_view(data, self.strong_view_settings, return_erased=True)
+        return self.network(data, return_aux=True)
+
+    def compute_loss(self, output, target, data, batch):
+        if self._erased is not None:
+            target = ignore_erased(target, self._erased, self.label_manager.ignore_label)
+        return self.supervised_terms(output, target, self.labelled_mask(batch["keys"]))
+
+
+class nnUNetTrainerDKUXNet_lite_labelledOnly(nnUNetTrainerDKUXNet_labelledOnly):
+    """CPU-sized widths: the matched control of ``nnUNetTrainerDKUXNet_lite`` (A)."""
+    DK_KW = dict(LITE_WIDTHS)
+
+
+class nnUNetTrainerDKUXNet_lite_labelledOnly_weakView(nnUNetTrainerDKUXNet_lite_labelledOnly):
+    """On nnU-Net's augmented (weak) view: the matched control of B (``_lite_predictWeakView``)."""
     predictor_view = "weak"
