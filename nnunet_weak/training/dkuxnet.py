@@ -97,6 +97,7 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
                            f"{self.predictor_view!r}")
         self.network_b = None
         self.optimizer_b = self.lr_scheduler_b = None
+        self._erased = None               # the cutout mask of the last strong view (strong_input)
 
     def check_configuration(self) -> None:
         """Refuse configurations the network cannot be built for (UX-Net: 3D, strides from the plans)."""
@@ -199,11 +200,19 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
             return self.network, self.network_b
         return self.network_b, self.network
 
+    def strong_input(self, data: torch.Tensor) -> torch.Tensor:
+        """The strong view of ``data``; remembers which voxels its cutout erased for ``strong_target``."""
+        strong, self._erased = strong_view(data, self.strong_view_settings, return_erased=True)
+        return strong
+
+    def strong_target(self, target):
+        """``target`` with the voxels erased by the last ``strong_input`` set to ignore: their image is gone."""
+        return ignore_erased(target, self._erased, self.label_manager.ignore_label)
+
     def network_forward(self, data: torch.Tensor):
         """(strong-view output, weak-view output), whichever network predicts."""
-        strong, self._erased = strong_view(data, self.strong_view_settings, return_erased=True)
         on_strong, on_weak = self.networks_by_view()
-        return on_strong(strong, return_aux=True), on_weak(data, return_aux=True)
+        return on_strong(self.strong_input(data), return_aux=True), on_weak(data, return_aux=True)
 
     def supervised_terms(self, output: dict, target, labelled: torch.Tensor):
         """(L_seg + w_q L_q + w_conv L_conv on the labelled entries, logs); 0 when the batch has none."""
@@ -229,7 +238,7 @@ class nnUNetTrainerDKUXNet(ExplicitCompile, nnUNetTrainerWeakBase):
         out_a, out_b = output                 # strong view's (A), weak view's (B), whichever network predicts
         labelled = self.labelled_mask(batch["keys"])
         # A sees the strong view: where its cutout erased the image, the labels are not A's to learn
-        target_a = ignore_erased(target, self._erased, self.label_manager.ignore_label)
+        target_a = self.strong_target(target)
         sup_a, logs_a = self.supervised_terms(out_a, target_a, labelled)
         sup_b, logs_b = self.supervised_terms(out_b, target, labelled)
         y_a = out_a["seg"][0] if isinstance(out_a["seg"], (list, tuple)) else out_a["seg"]
@@ -299,21 +308,18 @@ class nnUNetTrainerDKUXNet_labelledOnly(nnUNetTrainerDKUXNet):
     (DiceCE + 0.1 L_q + 0.5 DiceCE(conv)), the same labelled samples per step (every sample of the planned batch from
     a labelled case, nnU-Net's forced-foreground share of it), SGD with warm-up and poly, the same length. What is
     missing is the method: network B, the consistency terms and the unlabelled cases."""
-    labelled_fraction = 1.0
-    match_labelled_samples = False
+    labelled_fraction = 1.0       # every sample labelled, so the batch is not grown
 
     def build_second_network(self) -> None:
         self.network_b = None
 
     def network_forward(self, data: torch.Tensor):
-        self._erased = None
-        if self.predictor_view == "strong":
-            data, self._erased = strong_view(data, self.strong_view_settings, return_erased=True)
-        return self.network(data, return_aux=True)
+        strong = self.predictor_view == "strong"
+        return self.network(self.strong_input(data) if strong else data, return_aux=True)
 
     def compute_loss(self, output, target, data, batch):
-        if self._erased is not None:
-            target = ignore_erased(target, self._erased, self.label_manager.ignore_label)
+        if self.predictor_view == "strong":
+            target = self.strong_target(target)
         return self.supervised_terms(output, target, self.labelled_mask(batch["keys"]))
 
 
