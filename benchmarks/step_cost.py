@@ -146,7 +146,12 @@ def table(rows: list, modes: list, args, argv) -> str:
                      f"{r['speedup_inference']:.2f} | {r['inference_ratio']:.2f} |")
     precisions = ", ".join(f"{k}: {ref['modes'][k]['precision']}" for k in modes)
     lines += ["", f"Precision per mode: {precisions}. Train step: `train_step` on one real augmented batch (data "
-              "loading excluded). Inference: `network(data)` in eval mode, deep supervision off.", "",
+              "loading excluded). Inference: `network(data)` in eval mode, deep supervision off.", ""]
+    # wall times only compare on one CPU model: name it, so that tables of different machines are not mixed
+    machines = sorted({r["machine"] for r in rows if r.get("machine")})
+    if machines:
+        lines += ["Machine: " + "; ".join(machines) + ".", ""]
+    lines += [
               "Reproduce: `python benchmarks/step_cost.py " + " ".join(argv or sys.argv[1:]) + "`", ""]
     return "\n".join(lines)
 
@@ -190,9 +195,13 @@ def main(argv=None) -> int:
     use_workdir(args.workdir, "nnw_step_cost_")
     out = args.out or os.path.join(HERE, "results", f"step_cost_{args.d}_{args.c}")
 
+    sys.path.insert(0, HERE)
+    from acdc_benchmark import machine
+
     rows = []
     for name in args.trainers:
-        rows.append(measure(args.d, args.c, name, args.modes, args.repeats, args.progress, args.p))
+        rows.append({**measure(args.d, args.c, name, args.modes, args.repeats, args.progress, args.p),
+                     "machine": machine()})
         print(f"[step_cost] {name}: " + ", ".join(f"{m} {v['step_s']:.3f} s" for m, v in rows[-1]["modes"].items()),
               flush=True)
     write_report(out, table(rows, args.modes, args, argv), rows)

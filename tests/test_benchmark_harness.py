@@ -380,7 +380,10 @@ def test_step_cost_compares_fp32_and_fast_path(use_env, tmp_path):
     for r in rows:
         assert r["modes"]["fp32"]["precision"] == "fp32" and r["speedup_step"] > 0
     assert rows[0]["step_ratio"] == 1.0
-    assert "fp32 / fast step" in open(out + ".md").read()
+    text = open(out + ".md").read()
+    assert "fp32 / fast step" in text
+    # the CPU that gave the wall times is named, in the rows and in the table
+    assert all("CPU cores" in r["machine"] for r in rows) and f"Machine: {rows[0]['machine']}." in text
     # -p: the trainers are built from other plans (e.g. nnU-Net's ResEnc presets), as nnUNetv2_train -p builds them
     pre = os.path.join(env["nnUNet_preprocessed"], "Dataset981_NNWTiny")
     plans = json.loads(open(os.path.join(pre, "nnUNetPlans.json")).read())
