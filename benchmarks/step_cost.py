@@ -28,6 +28,7 @@ import time
 from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 MODES = {"fp32": "0", "fast": "1"}  # mode -> NNW_CPU_BF16
 
 
@@ -148,11 +149,9 @@ def table(rows: list, modes: list, args, argv) -> str:
     lines += ["", f"Precision per mode: {precisions}. Train step: `train_step` on one real augmented batch (data "
               "loading excluded). Inference: `network(data)` in eval mode, deep supervision off.", ""]
     # wall times only compare on one CPU model: name it, so that tables of different machines are not mixed
-    machines = sorted({r["machine"] for r in rows if r.get("machine")})
-    if machines:
-        lines += ["Machine: " + "; ".join(machines) + ".", ""]
-    lines += [
-              "Reproduce: `python benchmarks/step_cost.py " + " ".join(argv or sys.argv[1:]) + "`", ""]
+    if ref.get("machine"):
+        lines += [f"Machine: {ref['machine']}.", ""]
+    lines += ["Reproduce: `python benchmarks/step_cost.py " + " ".join(argv or sys.argv[1:]) + "`", ""]
     return "\n".join(lines)
 
 
@@ -195,13 +194,13 @@ def main(argv=None) -> int:
     use_workdir(args.workdir, "nnw_step_cost_")
     out = args.out or os.path.join(HERE, "results", f"step_cost_{args.d}_{args.c}")
 
-    sys.path.insert(0, HERE)
     from acdc_benchmark import machine
+    host = machine()  # one invocation runs on one machine
 
     rows = []
     for name in args.trainers:
         rows.append({**measure(args.d, args.c, name, args.modes, args.repeats, args.progress, args.p),
-                     "machine": machine()})
+                     "machine": host})
         print(f"[step_cost] {name}: " + ", ".join(f"{m} {v['step_s']:.3f} s" for m, v in rows[-1]["modes"].items()),
               flush=True)
     write_report(out, table(rows, args.modes, args, argv), rows)
