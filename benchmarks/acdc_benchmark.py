@@ -13,7 +13,9 @@ now, ``--first-run I --append`` adds runs I..K to a saved report later, e.g. on 
 earlier runs' models). Datasets are converted
 (nnunet_weak.dataset_conversion) and planned /
 preprocessed (``-c 2d`` + ``nnunet_weak_add_lite``) when missing in the work folder; a run whose
-``checkpoint_final.pth`` exists is not trained again (``--retrain`` forces it). Only the stock nnU-Net commands
+``checkpoint_final.pth`` exists is not trained again (``--retrain`` forces it); an interrupted one is trained
+again, or continued from its last checkpoint with ``--resume`` (``--save-every 1`` saves one each epoch, for runs
+longer than a sitting). Only the stock nnU-Net commands
 train and predict; the budget reaches every trainer through NNW_NUM_EPOCHS / NNW_ITERS_PER_EPOCH.
 """
 import argparse
@@ -33,13 +35,13 @@ from nnunet_weak.dataset_conversion import conversion_module
 from nnunet_weak.evaluation.evaluate_dense import json_ready
 from nnunet_weak.experiment import steps
 from nnunet_weak.experiment.benchmark import (Model, Reference, fmt, link_inputs, mean_sd, plans_args,
-                                              predict_and_score, train_fold)
+                                              predict_and_score, resumed_at, resumed_note, train_fold)
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS, aux_plans_name
 from nnunet_weak.training.modelmix_export import AUX_TRAINER
 from nnunet_weak.utilities import cpu_bf16, timing_file
 from nnunet_weak.utilities.errors import NNWError
 
-ROW_MARKER = "nnunet_weak_benchmark_row.json"  # in a trained fold folder: which table row trained it
+ROW_MARKER = "nnunet_weak_benchmark_row.json"  # in a fold folder: which table row started its run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONVERSIONS = {
@@ -178,15 +180,14 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
                           commands=args.commands)
         train_seconds = None
     else:
-        retrain = args.retrain or another_run(fold_folder, run)   # another run's model, or an unfinished one
+        retrain = args.retrain or another_run(fold_folder, run)   # another run's model, or an unmarked one
         if not retrain and os.path.isfile(os.path.join(fold_folder, "checkpoint_final.pth")):
             check_reuse(fold_folder, run["label"], args.out)
         seeded = env if run.get("seed") is None else {**env, "NNW_SEED": str(run["seed"])}
+        resume = args.resume and not retrain and started_by(fold_folder, run["label"], args.out)
         train_seconds = train_fold(model, seeded, log, retrain, commands=args.commands, epochs=args.epochs,
-                                   what=f"{run['label']} ({run['trainer']} on {run['dataset']})")
-        if train_seconds is not None:
-            with open(os.path.join(fold_folder, ROW_MARKER), "w") as f:
-                json.dump({"label": run["label"], "table": os.path.abspath(args.out)}, f)
+                                   what=f"{run['label']} ({run['trainer']} on {run['dataset']})", resume=resume,
+                                   on_start=lambda folder: mark_row(folder, run["label"], args.out))
     cases = evaluation_cases(env, run["dataset"], args.fold)
     inputs = link_inputs(raw, load_json(os.path.join(raw, "dataset.json")), cases,
                          os.path.join(args.workdir, "inputs", f"{run['dataset']}_fold{args.fold}"))
@@ -202,7 +203,8 @@ def run_one(run: dict, args, env: dict, log: str) -> dict:
         "plans": plans,
         "iterations": args.epochs * args.iters,
         **scores,
-        "train_wall_s": train_seconds,
+        "train_wall_s": train_seconds,   # a resumed run: its last part only
+        "resumed_at": resumed_at(fold_folder),
         "per_case": os.path.relpath(kept, os.path.dirname(os.path.abspath(args.out))),  # relative to the table
     }
 
@@ -238,11 +240,26 @@ def table_order(rows: list) -> list:
 
 def another_run(fold_folder: str, run: dict) -> bool:
     """For a row of several runs (--runs): the model folder holds a run other than this one (the runs of a row
-    share nnU-Net's folder), which is then replaced; a row's own finished run is reused (re-predicting)."""
+    share nnU-Net's folder), which is then replaced; a row's own finished run is reused (re-predicting), its own
+    unfinished one continued with --resume."""
     if run.get("seed") is None or not os.path.isdir(fold_folder):
         return False
     marker = os.path.join(fold_folder, ROW_MARKER)
     return not os.path.isfile(marker) or load_json(marker)["label"] != run["label"]
+
+
+def started_by(fold_folder: str, label: str, out: str) -> bool:
+    """The model folder holds a run that this row of this table started (finished or not): the only run --resume
+    may continue."""
+    marker = os.path.join(fold_folder, ROW_MARKER)
+    return os.path.isfile(marker) and (load_json(marker)["label"], load_json(marker)["table"]) == \
+        (label, os.path.abspath(out))
+
+
+def mark_row(fold_folder: str, label: str, out: str) -> None:
+    """Before nnUNetv2_train starts: record which row of which table the folder's run is for."""
+    with open(os.path.join(fold_folder, ROW_MARKER), "w") as f:
+        json.dump({"label": label, "table": os.path.abspath(out)}, f)
 
 
 def check_reuse(fold_folder: str, label: str, out: str) -> None:
@@ -353,6 +370,7 @@ def write_table(rows: list, meta: dict, out_prefix: str) -> str:
                      (" |" if mixed else ""))
     lines += run_summary_lines(rows, meta)
     lines += [f"\nNote: {n}" for n in meta.get("notes", [])]
+    lines += ["\n" + resumed_note(f"'{r['label']}'", r["resumed_at"]) for r in rows if r.get("resumed_at")]
     invocations = meta["invocation"] if isinstance(meta["invocation"], list) else [meta["invocation"]]
     lines += ["", "Reproduce (in order):", "", "```"] + invocations + ["```", "",
               "Commands this run executed (in order; $WORK is the work folder):", "", "```"] + meta["commands"] + ["```", ""]
@@ -456,6 +474,13 @@ def main(argv=None) -> int:
                         help="with --runs K: make only runs up to J of each row now (seeded and labelled as "
                              "--runs K makes them); add the rest later with --first-run J+1 --append")
     parser.add_argument("--retrain", action="store_true", help="train again even if a final checkpoint exists")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a run this row started and that was interrupted (its model folder holds "
+                             "checkpoint_latest.pth or checkpoint_best.pth) with nnUNetv2_train --c, instead of "
+                             "training it again from the start; the table names the epoch it continued at")
+    parser.add_argument("--save-every", type=int, default=None, metavar="N",
+                        help="save checkpoint_latest.pth every N epochs (NNW_SAVE_EVERY; nnU-Net's 50 is more than "
+                             "the benchmark's 20 epochs), so that --resume loses at most N epochs of a killed run")
     parser.add_argument("--rescore-timing", action="store_true",
                         help="only rewrite the report of a finished benchmark (--out) with the current timing statistic")
     parser.add_argument("--append", action="store_true",
@@ -479,6 +504,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.commands = []   # every command this call runs, for the report's "how to reproduce"
 
+    if args.save_every is not None and args.save_every < 1:
+        raise NNWError(f"--save-every {args.save_every}: give a number of epochs >= 1")
     runs = expand_runs([parse_run(r) for r in args.run], args.runs, args.first_run, args.last_run)
     if args.first_run > 1 and not args.append:
         raise NNWError(f"--first-run {args.first_run} makes only some runs of each row; add --append so that "
@@ -489,7 +516,8 @@ def main(argv=None) -> int:
     args.workdir = os.path.abspath(args.workdir)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     env = steps.nnunet_environment(args.workdir, NNW_NUM_EPOCHS=args.epochs, NNW_ITERS_PER_EPOCH=args.iters,
-                                   NNW_VAL_ITERS_PER_EPOCH=args.val_iters, NNW_SKIP_FINAL_VALIDATION=1)
+                                   NNW_VAL_ITERS_PER_EPOCH=args.val_iters, NNW_SKIP_FINAL_VALIDATION=1,
+                                   **({} if args.save_every is None else {"NNW_SAVE_EVERY": args.save_every}))
     log = os.path.join(args.workdir, "benchmark.log")
     if not args.rescore_timing:
         for dataset_id in dict.fromkeys(r["dataset_id"] for r in runs):

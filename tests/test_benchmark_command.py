@@ -56,6 +56,15 @@ def test_benchmark_continues_and_refuses_what_it_did_not_write(use_env, tmp_path
     md = open(out / "benchmark.md").read()
     ran = md[md.index("Commands run by this call"):]
     assert "nnUNetv2_predict" in ran and "nnUNetv2_train" not in ran
+    # killed before its final checkpoint: --resume continues from checkpoint_best.pth through the stock --c
+    fold = next((out / "work" / "run_1").glob("nnUNet_results/*/nnUNetTrainerBudget__*/fold_0"))
+    (fold / "checkpoint_final.pth").unlink()
+    benchmark.main(_args(out, "--runs", "1", "--resume", trainers=one))
+    md = open(out / "benchmark.md").read()
+    ran = md[md.index("Commands run by this call"):]
+    assert "-tr nnUNetTrainerBudget -device cpu --c" in ran and (fold / "checkpoint_final.pth").is_file()
+    assert "Resumed: nnUNetTrainerBudget, run 1 was interrupted and continued (--resume, nnUNetv2_train --c) at " \
+           "epoch 1;" in md
     with pytest.raises(NNWError, match=r"holds a benchmark of another setup \(epochs 1 there, 2 now\)"):
         benchmark.main(_args(out, "--runs", "1", "--epochs", "2", trainers=one))
     foreign = tmp_path / "mine"

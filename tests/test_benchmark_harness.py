@@ -262,7 +262,7 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
         return {"n_cases": 1, "mean": per_class, "mean_over_classes": {"dice": 0.5, "hd95": 3.0},
                 "empty_predictions": {c: 0 for c in classes}}
     monkeypatch.setattr(scoring, "evaluate_folder", fake_evaluate)
-    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[(801, 803)], retrain=False, tta=False,
+    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[(801, 803)], retrain=False, resume=False, tta=False,
                                  commands=[],
                                  plans="nnUNetPlans",
                                  workdir=str(tmp_path / "work"), out=str(tmp_path / "results" / "mscmr"),
@@ -497,6 +497,9 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
     with pytest.raises(NNWError, match="add --append"):  # refused before any dataset is touched
         bench.main(["--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "t"), "--runs", "3",
                     "--first-run", "3", "--run", "801:nnUNetTrainerDynamicMix:DynamicMix"])
+    with pytest.raises(NNWError, match="--save-every 0"):
+        bench.main(["--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "t"), "--save-every", "0",
+                    "--run", "801:nnUNetTrainerDynamicMix:DynamicMix"])
 
     env = {"nnUNet_raw": str(tmp_path / "raw"), "nnUNet_preprocessed": str(tmp_path / "pre"),
            "nnUNet_results": str(tmp_path / "res")}
@@ -506,13 +509,14 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
         json.dumps([{"train": [], "val": ["subject1_DE"]}]))
     monkeypatch.setattr(bench, "evaluation_cases", lambda *a: ["patient001_frame01"])
     fold = tmp_path / "res" / "Dataset801_ACDCScribble" / "nnUNetTrainerDynamicMix__nnUNetPlans__2d_lite" / "fold_0"
-    seeds = []
+    seeds, extras = [], []
 
     def fake_train(dataset_id, configuration, f, trainer, train_env, log, extra, **k):
         assert not (fold / "checkpoint_final.pth").exists()         # the previous run's model was replaced
         fold.mkdir(parents=True, exist_ok=True)
         (fold / "checkpoint_final.pth").write_bytes(b"")
         seeds.append(train_env.get("NNW_SEED"))
+        extras.append(list(extra))
         return 60.0
     monkeypatch.setattr(bench.steps, "train", fake_train)
     monkeypatch.setattr(bench.steps, "predict", lambda *a, **k: 4.0)
@@ -525,7 +529,7 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
                 "empty_predictions": {c: 0 for c in classes}}
     monkeypatch.setattr(scoring, "evaluate_folder", fake_evaluate)
     _raw_images(tmp_path / "raw" / "Dataset801_ACDCScribble", ["patient001_frame01"])
-    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[], retrain=False, tta=False,
+    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[], retrain=False, resume=False, tta=False,
                                  commands=[],
                                  plans="nnUNetPlans", workdir=str(tmp_path / "work"),
                                  out=str(tmp_path / "results" / "t"), epochs=2, iters=2)
@@ -543,6 +547,34 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
     line = next(x for x in summary.splitlines() if x.startswith("| DynamicMix |"))
     assert "| 3 |" in line and "**0.700 +- 0.100**" in line            # runs scored 0.6, 0.7, 0.8
     assert "| pL |" not in summary                                       # a single run has no summary
+    assert "Resumed:" not in table and all(r["resumed_at"] == [] for r in rows)
+
+    # run 1 was interrupted after epoch 1 (its checkpoint_latest.pth saved, no final): --resume continues it
+    import torch
+
+    def interrupt():
+        (fold / "checkpoint_final.pth").unlink()
+        torch.save({"current_epoch": 1}, fold / "checkpoint_latest.pth")
+    interrupt()
+    args.resume = True
+    row = bench.run_one(runs[0], args, env, str(tmp_path / "log"))
+    assert extras[-1] == ["--c"] and seeds[-1] == "1" and (fold / "checkpoint_latest.pth").exists()
+    assert row["resumed_at"] == [1]
+    assert "Resumed: 'DynamicMix, run 1' was interrupted and continued (--resume, nnUNetv2_train --c) at epoch 1" \
+        in _report([row], tmp_path)
+    # ... but never a run another row or another table started: that folder is replaced and trained anew
+    interrupt()
+    assert bench.run_one(runs[1], args, env, str(tmp_path / "log"))["resumed_at"] == []
+    assert extras[-1] == [] and seeds[-1] == "2" and not (fold / "checkpoint_latest.pth").exists()
+    interrupt()
+    args.out = str(tmp_path / "results" / "other_table")
+    bench.run_one(runs[1], args, env, str(tmp_path / "log"))
+    assert extras[-1] == [] and not (fold / "checkpoint_latest.pth").exists()
+    # and without --resume an interrupted run starts again, as before
+    interrupt()
+    args.resume = False
+    bench.run_one(runs[1], args, env, str(tmp_path / "log"))
+    assert extras[-1] == [] and not (fold / "checkpoint_latest.pth").exists()
 
 
 def test_regenerate_all_plans_every_recorded_run_into_a_new_folder(tmp_path, monkeypatch):
@@ -608,6 +640,11 @@ def test_epoch_progress_reports_loss_time_and_time_left():
     lines = out.getvalue().splitlines()
     assert lines == ["[demo] epoch 1/4: train loss -0.2, 10.0 s, about 30 s left",
                      "[demo] epoch 2/4: train loss -0.4, 12.0 s, about 22 s left"]
+    out = io.StringIO()
+    resumed = EpochProgress(4, "", out, done=2)           # a run continued with --c after epoch 2
+    resumed("a: train_loss -0.5\n")
+    resumed("b: Epoch time: 10.0 s\n")
+    assert out.getvalue() == "epoch 3/4: train loss -0.5, 10.0 s, about 10 s left\n"
 
 
 def test_runs_are_interleaved_and_listed_per_row():
@@ -643,6 +680,36 @@ def test_train_fold_reuses_a_finished_fold_and_replaces_an_unfinished_one(tmp_pa
     (fold / "stale.txt").write_text("")
     assert scoring.train_fold(model, {}, str(tmp_path / "log"), retrain=True) == 7.0
     assert calls[-1][-1] is False and len(calls) == 2                                          # no progress lines
+
+
+def test_train_fold_resumes_an_interrupted_fold_from_its_checkpoint(tmp_path, monkeypatch):
+    import torch
+    fold = tmp_path / "res" / "fold_0"
+    model = scoring.Model(801, "2d_lite", 0, "nnUNetTrainerBudget", str(fold), ["--disable_tta"], ["-p", "P"])
+    calls, started = [], []
+
+    def fake_train(dataset_id, configuration, f, trainer, env, log, extra, on_line=None, **k):
+        calls.append((list(extra), (on_line.done, on_line.epochs) if on_line else None,
+                      sorted(p.name for p in fold.iterdir())))
+        return 7.0
+    monkeypatch.setattr(scoring.steps, "train", fake_train)
+    fold.mkdir(parents=True)
+    torch.save({"current_epoch": 2}, fold / "checkpoint_best.pth")
+    torch.save({"current_epoch": 3}, fold / "checkpoint_latest.pth")   # nnU-Net's --c takes this one first
+    assert scoring.train_fold(model, {}, str(tmp_path / "log"), epochs=5, resume=True,
+                              on_start=started.append) == 7.0
+    assert calls[-1] == (["-p", "P", "--c"], (3, 5), ["checkpoint_best.pth", "checkpoint_latest.pth",
+                                                 scoring.RESUMED_FILE])
+    assert started == [str(fold)] and scoring.resumed_at(str(fold)) == [3]
+    torch.save({"current_epoch": 4}, fold / "checkpoint_latest.pth")   # interrupted again, a session later
+    scoring.train_fold(model, {}, str(tmp_path / "log"), resume=True)
+    assert calls[-1][0] == ["-p", "P", "--c"] and scoring.resumed_at(str(fold)) == [3, 4]
+    # --retrain wins over --resume; a fold without a checkpoint starts from the beginning
+    scoring.train_fold(model, {}, str(tmp_path / "log"), retrain=True, resume=True)
+    assert calls[-1] == (["-p", "P"], None, []) and scoring.resumed_at(str(fold)) == []
+    (fold / "checkpoint_latest.pth").write_bytes(b"half a checkpoint")      # killed while copying it
+    with pytest.raises(NNWError, match="checkpoint_latest.pth is not a readable checkpoint .* Delete it"):
+        scoring.train_fold(model, {}, str(tmp_path / "log"), resume=True)
 
 
 def test_step_cost_is_compared_only_between_rows_of_one_machine(tmp_path, monkeypatch):

@@ -100,6 +100,17 @@ def test_cpu_thread_count_from_environment(use_env, monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_checkpoint_interval_from_environment(use_env, monkeypatch):
+    # nnU-Net saves checkpoint_latest.pth every 50 epochs: a 20-epoch run killed at epoch 19 had none to --c from
+    assert make_trainer().save_every == 50
+    monkeypatch.setenv("NNW_SAVE_EVERY", "1")
+    trainer = make_trainer()
+    assert trainer.save_every == 1 and trainer.length_from_env["save_every"] == 1
+    monkeypatch.setenv("NNW_SAVE_EVERY", "0")
+    with pytest.raises(NNWError, match="NNW_SAVE_EVERY='0' is invalid"):
+        make_trainer()
+
+
 def test_progress_counts_global_iterations(use_env):
     trainer = make_trainer()
     trainer.num_epochs, trainer.num_iterations_per_epoch = 4, 10

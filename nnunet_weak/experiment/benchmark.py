@@ -10,7 +10,8 @@ references default to ``$nnUNet_raw/<dataset>/labelsTr_dense`` (what ``nnunet_we
 conversions keep), ``--ref`` names another folder. Everything the benchmark writes goes under ``-o``: models under
 ``work/run_K/nnUNet_results`` (your ``nnUNet_results`` is not touched), predictions, the per-case evaluation of
 every run (``per_case/``) and ``benchmark.md`` / ``.json`` / ``.png``. Run k is seeded ``NNW_SEED=k``; a run
-whose model exists is reused (scored again), ``--retrain`` trains it anew. Interrupted benchmarks continue.
+whose model exists is reused (scored again), ``--retrain`` trains it anew. Interrupted benchmarks continue: an
+interrupted run starts again, or with ``--resume`` continues from its last checkpoint.
 """
 import argparse
 import json
@@ -20,7 +21,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import load_json
@@ -30,10 +31,12 @@ from nnunet_weak.evaluation.paired import compare, format_comparison, run_summar
 from nnunet_weak.experiment import steps
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS
 from nnunet_weak.utilities import timing_file
+from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file, require_complete_checkpoint
 from nnunet_weak.utilities.env import require_env
 from nnunet_weak.utilities.errors import NNWError
 
 RESULTS = "benchmark"          # benchmark.md / .json / .png in the output folder
+RESUMED_FILE = "nnunet_weak_resumed.json"   # in a fold folder: the epochs its run was resumed at
 SETUP_KEYS = ("dataset", "configuration", "fold", "plans", "epochs", "iters", "reference")
 
 
@@ -108,21 +111,62 @@ def plans_args(plans: str) -> List[str]:
 
 
 def train_fold(model: Model, env: Dict[str, str], log: str, retrain: bool = False, device: Optional[str] = "cpu",
-               commands: Optional[List[str]] = None, what: Optional[str] = None, epochs: Optional[int] = None) -> \
+               commands: Optional[List[str]] = None, what: Optional[str] = None, epochs: Optional[int] = None,
+               resume: bool = False, on_start: Optional[Callable[[str], None]] = None) -> \
         Optional[float]:
     """Train the model's fold with ``nnUNetv2_train`` unless its ``checkpoint_final.pth`` exists (``retrain``:
     train anyway). A fold folder that is retrained or unfinished is removed first: callers pass folds under their
-    own results folder only. With ``epochs``, one progress line per epoch. Wall seconds, or None when reused."""
+    own results folder only. ``resume``: an unfinished fold that holds a checkpoint is continued with ``--c`` from
+    the epoch that checkpoint reached instead (nnU-Net restores network, optimiser and epoch; the random stream
+    starts again there, so the run is not bitwise the uninterrupted one), and that epoch is added to the fold's
+    :data:`RESUMED_FILE`. ``on_start(fold_folder)`` runs just before ``nnUNetv2_train``. With ``epochs``, one
+    progress line per epoch. Wall seconds (of this call's training only), or None when reused."""
     what = what or f"{model.trainer} on {model.dataset_id}"
     if not retrain and os.path.isfile(os.path.join(model.fold_folder, "checkpoint_final.pth")):
         print(f"[benchmark] {what}: reusing {model.fold_folder}", flush=True)
         return None
-    if os.path.isdir(model.fold_folder):
+    start_epoch = resumable_epoch(model.fold_folder) if resume and not retrain else None
+    if start_epoch is None and os.path.isdir(model.fold_folder):
         shutil.rmtree(model.fold_folder)
-    print(f"[benchmark] training {what}", flush=True)
-    progress = steps.EpochProgress(epochs, "  ") if epochs else None
+    os.makedirs(model.fold_folder, exist_ok=True)
+    if start_epoch is not None:
+        resumed = resumed_at(model.fold_folder) + [start_epoch]
+        with open(os.path.join(model.fold_folder, RESUMED_FILE), "w") as f:
+            json.dump(resumed, f)
+    if on_start is not None:
+        on_start(model.fold_folder)
+    print(f"[benchmark] {'training' if start_epoch is None else f'resuming at epoch {start_epoch}:'} {what}",
+          flush=True)
+    progress = steps.EpochProgress(epochs, "  ", done=start_epoch or 0) if epochs else None
     return steps.train(model.dataset_id, model.configuration, model.fold, model.trainer, env, log,
-                       list(model.train_args), on_line=progress, device=device, commands=commands)
+                       list(model.train_args) + ([] if start_epoch is None else ["--c"]), on_line=progress,
+                       device=device, commands=commands)
+
+
+def resumed_at(fold_folder: str) -> List[int]:
+    """The epochs a fold's run was continued at by ``train_fold(resume=True)``; empty for an uninterrupted run."""
+    path = os.path.join(fold_folder, RESUMED_FILE)
+    return load_json(path) if os.path.isfile(path) else []
+
+
+def resumed_note(name: str, epochs: Sequence[int]) -> str:
+    """A table's line on a run continued with ``--resume``: where, and why it still counts as a run."""
+    return (f"Resumed: {name} was interrupted and continued (--resume, nnUNetv2_train --c) at epoch "
+            f"{', '.join(map(str, epochs))}; its random stream started again there, so it is an independent run "
+            f"but not bitwise the uninterrupted one.")
+
+
+def resumable_epoch(fold_folder: str) -> Optional[int]:
+    """The epoch an unfinished fold continues at under ``nnUNetv2_train --c``: that of checkpoint_latest.pth, else
+    checkpoint_best.pth (nnU-Net's order); None without either. A checkpoint torch cannot read is named."""
+    for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
+        path = os.path.join(fold_folder, name)
+        if os.path.isfile(path):
+            require_complete_checkpoint(path, "Delete it (--resume then continues from the next of "
+                                              "checkpoint_latest / checkpoint_best.pth that exists) or leave out "
+                                              "--resume to train the run from the start.")
+            return int(load_checkpoint_file(path, purpose="--resume")["current_epoch"])
+    return None
 
 
 @dataclass(frozen=True)
@@ -252,7 +296,7 @@ class Benchmark:
         model = Model(self.dataset_id, args.configuration, args.fold, trainer, fold_folder,
                       ["--disable_tta", *plans_args(args.plans)], plans_args(args.plans))
         train_seconds = train_fold(model, env, log, args.retrain, args.device, self.commands,   # under work/
-                                   f"{trainer}, run {run}", args.epochs)
+                                   f"{trainer}, run {run}", args.epochs, resume=args.resume)
         inputs = link_inputs(self.raw, self.dataset_json, self.cases, os.path.join(self.work, "inputs"))
         per_case = os.path.join(self.out, "per_case", f"{slug(trainer)}__run{run}_dense_eval.json")
         os.makedirs(os.path.dirname(per_case), exist_ok=True)
@@ -261,6 +305,7 @@ class Benchmark:
             Reference(self.reference, self.classes, self.dataset_json["file_ending"]), per_case, env, log,
             device=args.device, commands=self.commands)
         return {"trainer": trainer, "run": run, **scores, "train_wall_s": train_seconds,
+                "resumed_at": resumed_at(fold_folder),
                 "per_case": os.path.relpath(per_case, self.out)}
 
     def run(self) -> str:
@@ -320,6 +365,8 @@ class Benchmark:
             comparisons[t] = {"baseline": baseline, "rows": rows, "runs": summaries}
             block = format_comparison(rows, summaries, (baseline, t), self.args.resamples, (len(bases), len(methods)))
             lines += ["", "#" + block[0]] + block[1:]
+        lines += ["\n" + resumed_note(f"{r['trainer']}, run {r['run']}", r["resumed_at"])
+                  for t in trainers for r in self._rows_of(t) if r.get("resumed_at")]
         if any(len(self._rows_of(t)) < 3 for t in trainers):
             lines += ["", "Fewer than 3 runs per trainer: a smoke test, not a decision (pass --runs 3)."]
         lines += ["", "Reproduce:", "", "```", self.args.invocation, "```", "",
@@ -395,6 +442,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("-device", default=None, choices=("cpu", "cuda"),
                         help="training and prediction device (default: cuda when available)")
     parser.add_argument("--retrain", action="store_true", help="train runs whose model exists again")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its last checkpoint (nnUNetv2_train --c) instead of "
+                             "training it again; with fewer than 50 epochs set NNW_SAVE_EVERY so that one is saved")
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.epochs < 1 or args.iters < 1:

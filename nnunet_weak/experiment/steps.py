@@ -94,11 +94,12 @@ def train(dataset_id: int, configuration: str, fold, trainer: str, env: Dict[str
 
 class EpochProgress:
     """An ``on_line`` callback for ``nnUNetv2_train``: after each epoch, one line with the epoch, its training
-    loss, its time and an estimate of the time left (from nnU-Net's own "train_loss" / "Epoch time" lines)."""
+    loss, its time and an estimate of the time left (from nnU-Net's own "train_loss" / "Epoch time" lines).
+    ``done``: epochs finished before this process started (a run resumed with ``--c``)."""
 
-    def __init__(self, epochs: int, prefix: str = "", out=None):
+    def __init__(self, epochs: int, prefix: str = "", out=None, done: int = 0):
         self.epochs, self.prefix, self.out = epochs, prefix, out
-        self.done, self.loss, self.seconds = 0, None, []
+        self.done, self.loss, self.seconds = done, None, []
 
     def __call__(self, line: str) -> None:
         text = line.strip()

@@ -1,7 +1,8 @@
 """Training length without code edits, and the stock trainer that honours it.
 
 ``nnUNetTrainerBudget`` is nnU-Net's own ``nnUNetTrainer`` with the epoch and iteration counts read from
-``NNW_NUM_EPOCHS``, ``NNW_ITERS_PER_EPOCH`` and ``NNW_VAL_ITERS_PER_EPOCH``, the final validation skippable with
+``NNW_NUM_EPOCHS``, ``NNW_ITERS_PER_EPOCH`` and ``NNW_VAL_ITERS_PER_EPOCH`` (and how often ``checkpoint_latest.pth``
+is saved from ``NNW_SAVE_EVERY``), the final validation skippable with
 ``NNW_SKIP_FINAL_VALIDATION=1`` (on scribble labels its Dice counts scribble pixels only, and the benchmarks
 predict the validation cases with ``nnUNetv2_predict`` anyway), and the wall time of each epoch's
 training phase written to ``fold_X/nnunet_weak_timing.json`` (for the benchmarks' seconds per iteration).
@@ -41,6 +42,9 @@ LENGTH_VARIABLES = {
     "NNW_NUM_EPOCHS": ("num_epochs", 1),
     "NNW_ITERS_PER_EPOCH": ("num_iterations_per_epoch", 1),
     "NNW_VAL_ITERS_PER_EPOCH": ("num_val_iterations_per_epoch", 1),
+    # nnU-Net saves checkpoint_latest.pth every 50 epochs: a shortened run of fewer epochs has nothing to resume
+    # from after a kill unless this is lowered
+    "NNW_SAVE_EVERY": ("save_every", 1),
 }
 
 

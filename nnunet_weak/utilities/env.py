@@ -16,6 +16,7 @@ VARIABLES = {
     "NNW_NUM_EPOCHS": "epochs of every nnunet_weak trainer (and nnUNetTrainerBudget)",
     "NNW_ITERS_PER_EPOCH": "training iterations per epoch",
     "NNW_VAL_ITERS_PER_EPOCH": "validation iterations per epoch (pseudo Dice)",
+    "NNW_SAVE_EVERY": "epochs between checkpoint_latest.pth saves (what --c resumes from)",
     "NNW_SKIP_FINAL_VALIDATION": "1: skip nnU-Net's validation after training",
     "NNW_CPU_BF16": "1: bf16 autocast for 2D networks on CPUs with native bf16",
     "NNW_SEED": "seed of Python / NumPy / torch before the trainer starts",
