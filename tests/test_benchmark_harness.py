@@ -262,8 +262,8 @@ def test_modelmix_auxiliary_row_is_exported_from_the_target_run_not_trained(tmp_
         return {"n_cases": 1, "mean": per_class, "mean_over_classes": {"dice": 0.5, "hd95": 3.0},
                 "empty_predictions": {c: 0 for c in classes}}
     monkeypatch.setattr(scoring, "evaluate_folder", fake_evaluate)
-    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[(801, 803)], retrain=False, resume=False, tta=False,
-                                 commands=[],
+    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[(801, 803)], retrain=False, resume=False,
+                                 tta=False, commands=[],
                                  plans="nnUNetPlans",
                                  workdir=str(tmp_path / "work"), out=str(tmp_path / "results" / "mscmr"),
                                  epochs=2, iters=2)
@@ -529,8 +529,8 @@ def test_runs_are_seeded_rows_that_replace_each_others_model_and_are_summarised(
                 "empty_predictions": {c: 0 for c in classes}}
     monkeypatch.setattr(scoring, "evaluate_folder", fake_evaluate)
     _raw_images(tmp_path / "raw" / "Dataset801_ACDCScribble", ["patient001_frame01"])
-    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[], retrain=False, resume=False, tta=False,
-                                 commands=[],
+    args = types.SimpleNamespace(configuration="2d_lite", fold=0, pairs=[], retrain=False, resume=False,
+                                 tta=False, commands=[],
                                  plans="nnUNetPlans", workdir=str(tmp_path / "work"),
                                  out=str(tmp_path / "results" / "t"), epochs=2, iters=2)
     (tmp_path / "work" / "predictions").mkdir(parents=True)
@@ -707,6 +707,8 @@ def test_train_fold_resumes_an_interrupted_fold_from_its_checkpoint(tmp_path, mo
     # --retrain wins over --resume; a fold without a checkpoint starts from the beginning
     scoring.train_fold(model, {}, str(tmp_path / "log"), retrain=True, resume=True)
     assert calls[-1] == (["-p", "P"], None, []) and scoring.resumed_at(str(fold)) == []
+    scoring.train_fold(model, {}, str(tmp_path / "log"), resume=True)
+    assert calls[-1] == (["-p", "P"], None, [])
     (fold / "checkpoint_latest.pth").write_bytes(b"half a checkpoint")      # killed while copying it
     with pytest.raises(NNWError, match="checkpoint_latest.pth is not a readable checkpoint .* Delete it"):
         scoring.train_fold(model, {}, str(tmp_path / "log"), resume=True)
