@@ -238,22 +238,29 @@ def table_order(rows: list) -> list:
     return sorted(rows, key=lambda r: (first[r.get("group") or r["label"]], r.get("run", 0)))
 
 
+def marked_row(fold_folder: str):
+    """(label, table) of the row whose run the model folder holds, from its marker; None without one."""
+    marker = os.path.join(fold_folder, ROW_MARKER)
+    if not os.path.isfile(marker):
+        return None
+    saved = load_json(marker)
+    return saved["label"], saved["table"]
+
+
 def another_run(fold_folder: str, run: dict) -> bool:
     """For a row of several runs (--runs): the model folder holds a run other than this one (the runs of a row
     share nnU-Net's folder), which is then replaced; a row's own finished run is reused (re-predicting), its own
     unfinished one continued with --resume."""
     if run.get("seed") is None or not os.path.isdir(fold_folder):
         return False
-    marker = os.path.join(fold_folder, ROW_MARKER)
-    return not os.path.isfile(marker) or load_json(marker)["label"] != run["label"]
+    marked = marked_row(fold_folder)
+    return marked is None or marked[0] != run["label"]
 
 
 def started_by(fold_folder: str, label: str, out: str) -> bool:
     """The model folder holds a run that this row of this table started (finished or not): the only run --resume
     may continue."""
-    marker = os.path.join(fold_folder, ROW_MARKER)
-    return os.path.isfile(marker) and (load_json(marker)["label"], load_json(marker)["table"]) == \
-        (label, os.path.abspath(out))
+    return marked_row(fold_folder) == (label, os.path.abspath(out))
 
 
 def mark_row(fold_folder: str, label: str, out: str) -> None:
@@ -266,12 +273,11 @@ def check_reuse(fold_folder: str, label: str, out: str) -> None:
     """Rows of the same dataset, trainer and plans share one nnU-Net model folder. Reusing its checkpoint is right
     for the row that trained it (re-predicting, rescoring); for another row (a "second run") it would silently
     score the earlier run twice."""
-    marker = os.path.join(fold_folder, ROW_MARKER)
-    trained_for = load_json(marker) if os.path.isfile(marker) else None
-    if trained_for and (trained_for["label"], trained_for["table"]) != (label, os.path.abspath(out)):
-        raise NNWError(f"{fold_folder} holds the run trained for row '{trained_for['label']}' of "
-                       f"{trained_for['table']}; row '{label}' would only re-score it. Add --retrain to train it "
-                       f"anew (this replaces that model folder; the earlier row and its per-case copy stay).")
+    marked = marked_row(fold_folder)
+    if marked and marked != (label, os.path.abspath(out)):
+        raise NNWError(f"{fold_folder} holds the run trained for row '{marked[0]}' of {marked[1]}; row '{label}' "
+                       f"would only re-score it. Add --retrain to train it anew (this replaces that model folder; "
+                       f"the earlier row and its per-case copy stay).")
 
 
 def keep_per_case(evaluation_json: str, out_prefix: str, label: str) -> str:

@@ -31,7 +31,7 @@ from nnunet_weak.evaluation.paired import compare, format_comparison, run_summar
 from nnunet_weak.experiment import steps
 from nnunet_weak.planning.pairing_io import DEFAULT_PLANS
 from nnunet_weak.utilities import timing_file
-from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file, require_complete_checkpoint
+from nnunet_weak.utilities.checkpoint_io import load_checkpoint_file
 from nnunet_weak.utilities.env import require_env
 from nnunet_weak.utilities.errors import NNWError
 
@@ -162,10 +162,9 @@ def resumable_epoch(fold_folder: str) -> Optional[int]:
     for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
         path = os.path.join(fold_folder, name)
         if os.path.isfile(path):
-            require_complete_checkpoint(path, "Delete it (--resume then continues from the next of "
-                                              "checkpoint_latest / checkpoint_best.pth that exists) or leave out "
-                                              "--resume to train the run from the start.")
-            return int(load_checkpoint_file(path, purpose="--resume")["current_epoch"])
+            fix = ("Delete it (--resume then continues from the next of checkpoint_latest / checkpoint_best.pth "
+                   "that exists) or leave out --resume to train the run from the start.")
+            return int(load_checkpoint_file(path, purpose="--resume", fix=fix)["current_epoch"])
     return None
 
 

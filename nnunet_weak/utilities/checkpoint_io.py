@@ -8,6 +8,7 @@ loads (``--c``, ``nnUNetv2_predict``, ``-pretrained_weights``) are nnU-Net's tru
 """
 import pickle
 import zipfile
+from typing import Optional
 
 import numpy as np
 import torch
@@ -31,15 +32,16 @@ def require_complete_checkpoint(path: str, fix: str) -> None:
         raise NNWError(f"{path} is not a readable checkpoint (truncated, or not written by torch.save). {fix}")
 
 
-def load_checkpoint_file(path: str, map_location="cpu", purpose: str = "") -> dict:
+def load_checkpoint_file(path: str, map_location="cpu", purpose: str = "", fix: Optional[str] = None) -> dict:
     """``torch.load(path)`` with ``weights_only=True`` and :data:`SAFE_GLOBALS`.
 
     Raises :class:`NNWError` naming ``path`` when the file is not a complete checkpoint or holds other objects.
-    ``purpose`` (e.g. "--checkpoint") is added to the message so the user knows which input to fix.
+    ``purpose`` (e.g. "--checkpoint") is added to the message so the user knows which input to fix; ``fix``
+    replaces the default advice for an incomplete file (pointing ``purpose`` at another checkpoint).
     """
     where = f"{path}{f' ({purpose})' if purpose else ''}"
-    require_complete_checkpoint(path, f"Point {purpose or 'it'} at a complete checkpoint_final.pth / "
-                                      f"checkpoint_best.pth.")
+    require_complete_checkpoint(path, fix or f"Point {purpose or 'it'} at a complete checkpoint_final.pth / "
+                                             f"checkpoint_best.pth.")
     with torch.serialization.safe_globals(SAFE_GLOBALS):
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
